@@ -1,0 +1,49 @@
+"""The output grid of a composite, as an odc-geo GeoBox.
+
+Default: the UTM zone of the AOI's centroid at the collection's native resolution, snapped to
+whole multiples of the resolution so every month of an AOI lands on the same pixels.
+"""
+
+from __future__ import annotations
+
+from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+
+from rgb_assets.core.aoi import Aoi
+from rgb_assets.core.errors import InputError
+
+MAX_PIXELS = 40_000 * 40_000
+
+
+def aoi_geometry(aoi: Aoi) -> Geometry:
+    return Geometry(aoi.geometry, "EPSG:4326")
+
+
+def output_geobox(aoi: Aoi, resolution: float, crs: str | None = None) -> GeoBox:
+    """GeoBox covering the AOI; ``crs=None`` picks the AOI's UTM zone."""
+    if not resolution or resolution <= 0:
+        raise InputError("resolution", f"{resolution!r} must be a positive number of CRS units")
+    geom = aoi_geometry(aoi)
+    try:
+        target = CRS.utm(geom) if crs in (None, "", "utm") else CRS(crs)
+    except Exception as e:
+        raise InputError("crs", f"{crs!r} is not a CRS pyproj understands: {e}") from None
+    geobox = GeoBox.from_geopolygon(geom, resolution=resolution, crs=target)
+    if geobox.shape[0] * geobox.shape[1] > MAX_PIXELS:
+        raise InputError(
+            "resolution", f"grid {geobox.shape} for AOI {aoi.name!r} exceeds {MAX_PIXELS} pixels"
+        )
+    return geobox
+
+
+def describe(geobox: GeoBox) -> dict[str, object]:
+    """JSON-friendly grid description, used in metadata and to compare requested vs produced."""
+    a = geobox.affine
+    return {
+        "crs": str(geobox.crs),
+        "epsg": geobox.crs.epsg,
+        "shape": [int(geobox.shape[0]), int(geobox.shape[1])],
+        "transform": [a.a, a.b, a.c, a.d, a.e, a.f],
+        "resolution": abs(a.a),
+    }
