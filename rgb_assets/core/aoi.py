@@ -49,7 +49,9 @@ def _positions(coords: Any, depth: int) -> list[list[float]]:
             or len(coords) < 2
             or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coords)
         ):
-            raise InputError("aoi.coordinates", f"{coords!r} is not a [longitude, latitude] position")
+            raise InputError(
+                "aoi.coordinates", f"{coords!r} is not a [longitude, latitude] position"
+            )
         return [list(coords)]
     if not isinstance(coords, (list, tuple)):
         raise InputError("aoi.coordinates", "must be nested arrays of positions")
@@ -194,7 +196,9 @@ class AoiRegistry:
         return Aoi.create(name, feature)
 
     def names(self) -> list[str]:
-        return [n[: -len(".geojson")] for n in self.store.listdir(self.prefix) if n.endswith(".geojson")]
+        return [
+            n[: -len(".geojson")] for n in self.store.listdir(self.prefix) if n.endswith(".geojson")
+        ]
 
     def list(self) -> list[Aoi]:
         return [self.get(n) for n in self.names()]

@@ -200,7 +200,8 @@ def _find_asset(item: pystac.Item, band: str, keys: tuple[str, ...]) -> str | No
             return k
     if band in RGB:
         for k, a in item.assets.items():
-            if band in _common_name(a) and not k.endswith(("-jp2", "_jp2")):
+            # Single-band assets only: a true-colour 'visual' asset lists red, green and blue.
+            if _common_name(a) == {band} and not k.endswith(("-jp2", "_jp2")):
                 return k
     return None
 

@@ -93,8 +93,13 @@ def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any
             tmp.update_tags(**tags)
         with mem.open() as tmp:
             cog_translate(
-                tmp, str(dest), cog_profiles.get("deflate"), nodata=profile["nodata"],
-                overview_resampling="nearest", quiet=True, add_mask=False,
+                tmp,
+                str(dest),
+                cog_profiles.get("deflate"),
+                nodata=profile["nodata"],
+                overview_resampling="nearest",
+                quiet=True,
+                add_mask=False,
             )
     t = profile["transform"]
     return {
@@ -174,7 +179,11 @@ def archived_item(
     item.assets = {}
     for key, (filename, info) in assets.items():
         src_asset = src.assets[key]
-        extra = {k: v for k, v in src_asset.extra_fields.items() if not k.startswith(("file:", "alternate", "storage:"))}
+        extra = {
+            k: v
+            for k, v in src_asset.extra_fields.items()
+            if not k.startswith(("file:", "alternate", "storage:"))
+        }
         if mode == "clip":
             extra.update({k: v for k, v in info.items() if k.startswith("proj:")})
             extra.pop("proj:bbox", None)

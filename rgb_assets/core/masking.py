@@ -50,7 +50,14 @@ QA_PIXEL_CONFIDENCE: dict[str, int] = {
     "snow": 12,
     "cirrus": 14,
 }
-DEFAULT_QA_FLAGS: tuple[str, ...] = ("fill", "dilated_cloud", "cirrus", "cloud", "cloud_shadow", "snow")
+DEFAULT_QA_FLAGS: tuple[str, ...] = (
+    "fill",
+    "dilated_cloud",
+    "cirrus",
+    "cloud",
+    "cloud_shadow",
+    "snow",
+)
 # QA_RADSAT: bit n-1 is band n saturated (Landsat 8/9 OLI); blue, green, red are bands 2, 3, 4.
 QA_RADSAT_BAND_BITS: dict[str, int] = {"blue": 1, "green": 2, "red": 3}
 
@@ -118,7 +125,9 @@ def qa_pixel_clear(
     return ~bad
 
 
-def qa_radsat_clear(radsat: np.ndarray, bands: tuple[str, ...] = ("red", "green", "blue")) -> np.ndarray:
+def qa_radsat_clear(
+    radsat: np.ndarray, bands: tuple[str, ...] = ("red", "green", "blue")
+) -> np.ndarray:
     bits = 0
     for b in bands:
         bits |= 1 << QA_RADSAT_BAND_BITS[b]

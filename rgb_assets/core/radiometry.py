@@ -9,9 +9,7 @@ import numpy as np
 PLAUSIBLE_REFLECTANCE = (-0.05, 1.6)
 
 
-def to_reflectance(
-    dn: np.ndarray, scale: float, offset: float, nodata: float | None
-) -> np.ndarray:
+def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float | None) -> np.ndarray:
     """float32 reflectance with NaN where ``dn`` is nodata."""
     out = dn.astype(np.float32) * np.float32(scale) + np.float32(offset)
     if nodata is not None:

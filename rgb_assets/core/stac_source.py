@@ -78,7 +78,9 @@ class LocalStacSource:
         aoi_shape = request.aoi.shape
         out = []
         for it in self._all_items():
-            cid = it.collection_id or (self._root.id if isinstance(self._root, pystac.Collection) else None)
+            cid = it.collection_id or (
+                self._root.id if isinstance(self._root, pystac.Collection) else None
+            )
             if cid != request.collection_id:
                 continue
             if it.datetime is None or not request.month.contains(it.datetime):
@@ -86,7 +88,11 @@ class LocalStacSource:
             if it.geometry is None or not shape(it.geometry).intersects(aoi_shape):
                 continue
             cc = _cloud_cover(it)
-            if request.max_cloud_cover is not None and cc is not None and cc > request.max_cloud_cover:
+            if (
+                request.max_cloud_cover is not None
+                and cc is not None
+                and cc > request.max_cloud_cover
+            ):
                 continue
             if request.platforms and it.properties.get("platform") not in request.platforms:
                 continue

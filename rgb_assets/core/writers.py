@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
 from affine import Affine
 from PIL import Image
@@ -93,9 +95,20 @@ def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> No
     names = [*bands, COUNT_BAND]
     tmp = staging / f"{path.stem}.raw.tif"
     with rasterio.open(
-        tmp, "w", driver="GTiff", height=grid.height, width=grid.width, count=len(names),
-        dtype="float32", crs=grid.crs_wkt, transform=grid.transform, nodata=np.nan,
-        tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="deflate",
+        tmp,
+        "w",
+        driver="GTiff",
+        height=grid.height,
+        width=grid.width,
+        count=len(names),
+        dtype="float32",
+        crs=grid.crs_wkt,
+        transform=grid.transform,
+        nodata=np.nan,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
     ) as dst:
         for i, name in enumerate(names, start=1):
             dst.set_band_description(i, name)
@@ -119,9 +132,21 @@ def write_visual(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) ->
     grid = grid_of(ds)
     tmp = staging / f"{path.stem}.raw.tif"
     with rasterio.open(
-        tmp, "w", driver="GTiff", height=grid.height, width=grid.width, count=3,
-        dtype="uint8", crs=grid.crs_wkt, transform=grid.transform, nodata=0,
-        tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", photometric="RGB",
+        tmp,
+        "w",
+        driver="GTiff",
+        height=grid.height,
+        width=grid.width,
+        count=3,
+        dtype="uint8",
+        crs=grid.crs_wkt,
+        transform=grid.transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
+        photometric="RGB",
     ) as dst:
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
         for w in _blocks(grid.height, grid.width):
@@ -141,7 +166,10 @@ def write_thumbnail(visual: Path, path: Path, size: int = THUMBNAIL_SIZE) -> tup
     with rasterio.open(visual) as src:
         factor = max(src.width, src.height) / size
         if factor > 1:
-            shape = (max(1, math.floor(src.height / factor)), max(1, math.floor(src.width / factor)))
+            shape = (
+                max(1, math.floor(src.height / factor)),
+                max(1, math.floor(src.width / factor)),
+            )
         else:
             shape = (src.height, src.width)
         rgb = src.read(out_shape=(3, *shape), resampling=Resampling.nearest)

@@ -1,0 +1,70 @@
+"""raw_scenes: search the STAC source for the AOI × month and archive what composites need."""
+
+
+from typing import Literal
+
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from rgb_assets.core.archive import RawScenes, archive_partition
+from rgb_assets.partitions import check_month_in_range, partitions_def, split_key
+from rgb_assets.resources import StacSourceResource, StorageResource
+
+
+class RawScenesConfig(Config):
+    max_cloud_cover: float = Field(
+        default=80.0, ge=0, le=100, description="Skip scenes with eo:cloud_cover above this (%)"
+    )
+    archive_mode: Literal["clip", "full"] = Field(
+        default="clip",
+        description="clip: the AOI window of each asset in its native grid (COG); full: whole assets",
+    )
+    platforms: list[str] | None = Field(
+        default=None, description="Restrict to these platforms (default: the collection's)"
+    )
+
+
+@asset(
+    partitions_def=partitions_def,
+    io_manager_key="raw_scenes_io_manager",
+    group_name="raw",
+    kinds={"stac", "cog"},
+    description=__doc__,
+)
+def raw_scenes(
+    context: AssetExecutionContext,
+    config: RawScenesConfig,
+    stac: StacSourceResource,
+    storage: StorageResource,
+) -> Output[RawScenes]:
+    aoi_name, month = split_key(context.partition_key)
+    check_month_in_range(month)
+    aoi = storage.aois().get(aoi_name)
+    raw = archive_partition(
+        stac.open(),
+        stac.spec(),
+        aoi,
+        month,
+        storage.store(),
+        max_cloud_cover=config.max_cloud_cover,
+        mode=config.archive_mode,
+        platforms=tuple(config.platforms) if config.platforms is not None else None,
+    )
+    for skip in raw.skipped:
+        context.log.warning(f"skipped {skip['item']}: {skip['reason']}")
+    outcome = "no data" if raw.empty else "archived"
+    return Output(
+        raw,
+        metadata={
+            "outcome": outcome,
+            "scene_count": len(raw.items),
+            "source": raw.source_url,
+            "skipped": MetadataValue.json(raw.skipped),
+            "bytes_written": raw.stats.get("bytes_written", 0),
+            "timings": MetadataValue.json(
+                {k: raw.stats[k] for k in ("search_s", "total_s") if k in raw.stats}
+            ),
+            "stats": MetadataValue.json(raw.stats),
+            "items": MetadataValue.json([i.id for i in raw.items]),
+        },
+    )

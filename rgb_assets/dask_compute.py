@@ -1,0 +1,44 @@
+"""Run a step's Dask computations on the executor's cluster, and report where they ran."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ClusterReport:
+    """Where a step's tasks ran: the cluster's dashboard and the workers that did work."""
+
+    dashboard: str | None = None
+    scheduler: str | None = None
+    workers_total: int = 0
+    workers_used: set[str] = field(default_factory=set)
+    tasks: int = 0
+
+
+@contextlib.contextmanager
+def cluster_compute() -> Iterator[ClusterReport]:
+    """Inside a Dask worker (the dask executor), make the cluster the default scheduler.
+
+    ``worker_client`` secedes the step's task from the worker's thread pool, so the step's
+    own computation spreads over every worker instead of running on one thread. Outside a
+    worker (in-process execution), Dask's local threaded scheduler is used.
+    """
+    report = ClusterReport()
+    try:
+        from distributed import get_worker, get_task_stream, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        yield report
+        return
+    with worker_client() as client:
+        report.dashboard = client.dashboard_link
+        report.scheduler = client.scheduler.address
+        report.workers_total = len(client.scheduler_info().get("workers", {}))
+        with get_task_stream(client) as ts:
+            yield report
+        report.tasks = len(ts.data)
+        report.workers_used = {t["worker"] for t in ts.data}

@@ -1,0 +1,43 @@
+"""AOI (dynamic) × month partitions shared by every asset."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import (
+    DynamicPartitionsDefinition,
+    MonthlyPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+)
+
+from rgb_assets.core.errors import InputError
+from rgb_assets.core.months import Month
+
+# Landsat 8 data start in April 2013; Sentinel-2 in mid 2015.
+FIRST_MONTH = os.getenv("RGB_ASSETS_FIRST_MONTH", "2013-04")
+
+aoi_partitions = DynamicPartitionsDefinition(name="aoi")
+month_partitions = MonthlyPartitionsDefinition(start_date=Month.parse(FIRST_MONTH).partition_key)
+partitions_def = MultiPartitionsDefinition({"aoi": aoi_partitions, "month": month_partitions})
+
+
+def partition_key(aoi: str, month: Month) -> MultiPartitionKey:
+    return MultiPartitionKey({"aoi": aoi, "month": month.partition_key})
+
+
+def split_key(key: object) -> tuple[str, Month]:
+    """(aoi, month) of a partition key, whether Dagster gives a MultiPartitionKey or a string."""
+    if not isinstance(key, MultiPartitionKey):
+        key = partitions_def.get_partition_key_from_str(str(key))
+    dims = key.keys_by_dimension
+    return dims["aoi"], Month.parse(dims["month"])
+
+
+def check_month_in_range(month: Month, field: str = "month") -> Month:
+    """Refuse months the partitions do not cover (before the first, or not yet complete)."""
+    keys = month_partitions.get_partition_keys()
+    if month.partition_key not in keys:
+        first, last = keys[0][:7], keys[-1][:7] if keys else "-"
+        raise InputError(field, f"{month.key} is outside the partition range {first}..{last}")
+    return month
