@@ -24,6 +24,8 @@ from rgb_assets.resources import (
     StacSourceResource,
     StorageResource,
 )
+from rgb_assets.schedules import monthly_schedule
+from rgb_assets.sensors import ALL_SENSORS
 
 SAMPLE_CATALOG = "data/sample/collection.json"
 DEFAULT_URLS = {"local": EARTH_SEARCH_URL, "demo": SAMPLE_CATALOG}
@@ -60,6 +62,8 @@ def _executor():  # type: ignore[no-untyped-def]
 defs = Definitions(
     assets=ALL_ASSETS,
     jobs=[monthly_composite_job],
+    sensors=ALL_SENSORS,
+    schedules=[monthly_schedule],
     resources=deployment_resources(),
     executor=_executor(),
 )

@@ -1,7 +1,7 @@
 """derived_catalog: the composite's STAC item, linked to every raw item it was made from."""
 
 
-from dagster import AssetExecutionContext, Output, asset
+from dagster import AssetExecutionContext, AutomationCondition, Output, asset
 
 from rgb_assets.core.catalogs import composite_item, derived_collection
 from rgb_assets.core.ingest import AOI_PROP
@@ -15,6 +15,7 @@ from rgb_assets.resources.io_managers import CatalogPartition, CompositeOutput
     io_manager_key="catalog_io_manager",
     group_name="derived",
     kinds={"stac"},
+    automation_condition=AutomationCondition.eager(),
     description=__doc__,
 )
 def derived_catalog(

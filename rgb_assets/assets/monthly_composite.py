@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AutomationCondition,
     Config,
     MetadataValue,
     Output,
@@ -131,6 +132,7 @@ def evaluate_checks(result: CompositeResult, min_clear_fraction: float) -> list[
     group_name="derived",
     kinds={"dask", "zarr", "cog"},
     check_specs=CHECKS,
+    automation_condition=AutomationCondition.eager(),
     description=__doc__,
 )
 def monthly_composite(

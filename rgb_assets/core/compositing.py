@@ -72,7 +72,7 @@ def group_time_slices(
         day = _solar_day(r.datetime, lon)
         key = (day, _radiometry_key(r, bands))
         groups.setdefault(key, TimeSlice(day)).items.append(r)
-    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], repr(k[1])))]
+    return sorted(groups.values(), key=lambda s: (s.day, s.first.datetime, s.first.id))
 
 
 def _load_item(r: ResolvedItem, slice_index: int, bands: Sequence[str], radsat: bool) -> pystac.Item:

@@ -14,7 +14,8 @@ from rgb_assets_tests.cases import ENV_VAR, cases_dir
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = cases_dir()
     if root is not None:
-        if not (root / "stac_real").is_dir() or not (root / "landsat_c2l2_scenes_downsampled").is_dir():
+        expected = ("stac_real", "landsat_c2l2_scenes_downsampled")
+        if not all((root / name).is_dir() for name in expected):
             raise pytest.UsageError(
                 f"{ENV_VAR}={root} does not contain stac_real/ and landsat_c2l2_scenes_downsampled/"
             )

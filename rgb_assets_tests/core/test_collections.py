@@ -98,9 +98,14 @@ def test_planetary_computer_sentinel2_baseline_rule(baseline: str, offset: float
 
 
 def test_cdse_sentinel2_stac_1_1() -> None:
-    """STAC 1.1: ``proj:code`` on assets, ``bands`` inside assets, raster scale/offset on the asset."""
+    """STAC 1.1: ``proj:code`` and ``bands`` inside assets, raster scale/offset on the asset."""
     r = resolve_item(load(CDSE_S2), SENTINEL2_L2A)
-    assert r.asset_keys == {"red": "B04_10m", "green": "B03_10m", "blue": "B02_10m", "mask": "SCL_20m"}
+    assert r.asset_keys == {
+        "red": "B04_10m",
+        "green": "B03_10m",
+        "blue": "B02_10m",
+        "mask": "SCL_20m",
+    }
     assert r.processing_baseline == "05.11"
     assert_radiometry(r, S2_SCALE, -0.1, 0, 0)
     assert r.bands["red"].data_type == "uint16"
@@ -136,7 +141,7 @@ def test_usgs_landsat(name: str, epsg: int, red_band: str, blue_band: str) -> No
 
 
 def test_usgs_legacy_tif_keys_are_refused_not_guessed() -> None:
-    """``SR_B4.TIF`` means NIR on Landsat 4-7, so an unknown key must fail loudly, not be guessed."""
+    """``SR_B4.TIF`` is NIR on Landsat 4-7, so an unknown key must fail loudly, not be guessed."""
     item = load(USGS_LC08_LEGACY)
     with pytest.raises(MissingAssetError) as err:
         resolve_item(item, LANDSAT_C2_L2)
@@ -229,7 +234,7 @@ def test_missing_required_asset(
 
 
 def test_missing_radsat_is_optional() -> None:
-    """QA_RADSAT is an extra: without it the item still resolves, just without saturation masking."""
+    """QA_RADSAT is optional: without it the item still resolves, minus saturation masking."""
     item = load(USGS_LC08).clone()
     del item.assets["qa_radsat"]
     r = resolve_item(item, LANDSAT_C2_L2)

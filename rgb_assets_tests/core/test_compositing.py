@@ -1,0 +1,106 @@
+"""Known answers for the compositing engine on hand-built arrays (no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pystac
+
+from rgb_assets.core.collections import BandAsset, ResolvedItem
+from rgb_assets.core.compositing import _composite_block, group_time_slices
+from rgb_assets.core.masking import MaskRule, scl_clear
+
+
+def _block(bands, clear, scales, offsets, nodata=0.0):
+    t = clear.shape[0]
+    nb = len(bands)
+    return _composite_block(
+        clear,
+        *bands,
+        scales=np.array([scales] * nb, "float32"),
+        offsets=np.array([offsets] * nb, "float32"),
+        nodatas=np.full((nb, t), nodata),
+    )
+
+
+def test_median_odd_and_even_counts_and_zero_clear():
+    # pixel (0,0): 3 clear obs → middle value; (0,1): 2 clear → mean of the two;
+    # (0,2): no clear obs → NaN and count 0.
+    dn = np.array(
+        [[[100, 100, 100]], [[300, 200, 500]], [[200, 400, 700]], [[900, 900, 900]]], "uint16"
+    )
+    scl = np.array([[[4, 4, 9]], [[4, 4, 8]], [[4, 9, 3]], [[9, 9, 9]]], "uint8")
+    clear = scl_clear(scl)
+    out = _block([dn], clear, [1e-4] * 4, [0.0] * 4)
+    assert out.shape == (2, 1, 3)
+    np.testing.assert_allclose(out[0, 0, 0], 0.02, rtol=1e-6)  # median(100, 300, 200)
+    np.testing.assert_allclose(out[0, 0, 1], 0.015, rtol=1e-6)  # mean(100, 200)
+    assert np.isnan(out[0, 0, 2])
+    assert out[1].tolist() == [[3.0, 2.0, 0.0]]
+
+
+def test_nodata_is_not_an_observation():
+    dn = np.array([[[0]], [[1000]], [[3000]]], "uint16")
+    clear = np.ones((3, 1, 1), bool)
+    out = _block([dn], clear, [1e-4] * 3, [0.0] * 3)
+    np.testing.assert_allclose(out[0, 0, 0], 0.2, rtol=1e-6)
+    assert out[1, 0, 0] == 2
+
+
+def test_scale_and_offset_applied_per_time_slice_mixed_baselines():
+    # The same reflectance 0.05 stored before (DN 500) and after baseline 04.00 (DN 1500).
+    dn = np.array([[[500]], [[1500]], [[1500]]], "uint16")
+    clear = np.ones((3, 1, 1), bool)
+    out = _block([dn], clear, [1e-4] * 3, [0.0, -0.1, -0.1])
+    np.testing.assert_allclose(out[0, 0, 0], 0.05, atol=1e-7)
+
+
+def test_every_band_uses_the_same_clear_mask():
+    red = np.array([[[1000]], [[0]], [[2000]]], "uint16")  # nodata in red at t=1
+    green = np.array([[[1100]], [[1200]], [[1300]]], "uint16")
+    clear = np.ones((3, 1, 1), bool)
+    out = _block([red, green], clear, [1e-4] * 3, [0.0] * 3)
+    # t=1 is not an observation for any band, so green's median ignores 1200.
+    np.testing.assert_allclose(out[1, 0, 0], 0.12, rtol=1e-6)
+    assert out[2, 0, 0] == 2
+
+
+def test_masked_median_matches_numpy_on_random_stack():
+    rng = np.random.default_rng(7)
+    dn = rng.integers(1, 5000, (9, 16, 16)).astype("uint16")
+    scl = rng.choice([4, 5, 8, 9, 3], (9, 16, 16)).astype("uint8")
+    clear = scl_clear(scl)
+    out = _block([dn], clear, [1e-4] * 9, [-0.1] * 9)
+    ref = np.where(clear, dn * np.float32(1e-4) - np.float32(0.1), np.nan).astype("float32")
+    with np.errstate(all="ignore"):
+        expected = np.nanmedian(ref, axis=0)
+    np.testing.assert_allclose(out[0], expected, rtol=0, atol=1e-6, equal_nan=True)
+    assert (out[1] == clear.sum(0)).all()
+
+
+def _resolved(item_id: str, when: datetime, offset: float) -> ResolvedItem:
+    item = pystac.Item(item_id, None, None, when, {})
+    band = BandAsset("red", "x.tif", 0, 1e-4, offset)
+    bands = {"red": band, "green": band, "blue": band}
+    return ResolvedItem(item, bands, BandAsset("scl", "s.tif", 0), {}, 32634, None)
+
+
+def test_time_slices_fuse_same_solar_day_but_not_different_radiometry():
+    a = _resolved("a", datetime(2022, 1, 25, 9, 30, tzinfo=UTC), 0.0)
+    b = _resolved("b", datetime(2022, 1, 25, 9, 31, tzinfo=UTC), 0.0)
+    c = _resolved("c", datetime(2022, 1, 25, 9, 32, tzinfo=UTC), -0.1)
+    d = _resolved("d", datetime(2022, 1, 30, 9, 30, tzinfo=UTC), -0.1)
+    slices = group_time_slices([d, c, b, a], lon=22.0)
+    assert [[r.id for r in s.items] for s in slices] == [["a", "b"], ["c"], ["d"]]
+
+
+def test_mask_rule_rejects_unknown_values():
+    import pytest
+
+    from rgb_assets.core.errors import InputError
+
+    with pytest.raises(InputError, match="mask.scl_exclude"):
+        MaskRule("scl", scl_exclude=(12,))
+    with pytest.raises(InputError, match="mask.qa_flags"):
+        MaskRule("qa_pixel", qa_flags=("clouds",))
