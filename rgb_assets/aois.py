@@ -19,7 +19,12 @@ class AoiChange:
 
 
 def register_aoi(
-    registry: AoiRegistry, instance: DagsterInstance, name: Any, geometry: Any, *, replace: bool = False
+    registry: AoiRegistry,
+    instance: DagsterInstance,
+    name: Any,
+    geometry: Any,
+    *,
+    replace: bool = False,
 ) -> tuple[Aoi, AoiChange]:
     """Validate and store the geometry, then add the dynamic partition (idempotent)."""
     aoi, created = registry.add(name, geometry, replace=replace)

@@ -28,7 +28,7 @@ def cluster_compute() -> Iterator[ClusterReport]:
     """
     report = ClusterReport()
     try:
-        from distributed import get_worker, get_task_stream, worker_client
+        from distributed import get_task_stream, get_worker, worker_client
 
         get_worker()
     except (ImportError, ValueError):

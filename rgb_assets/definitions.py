@@ -40,7 +40,9 @@ def deployment_resources(deployment: str | None = None) -> dict[str, object]:
     url = os.getenv("RGB_ASSETS_STAC_URL", DEFAULT_URLS[deployment])
     if not url.startswith(("http://", "https://")) and "://" not in url:
         url = os.path.abspath(url)
-    stac = StacSourceResource(url=url, collection=os.getenv("RGB_ASSETS_COLLECTION", "sentinel-2-l2a"))
+    stac = StacSourceResource(
+        url=url, collection=os.getenv("RGB_ASSETS_COLLECTION", "sentinel-2-l2a")
+    )
     root = os.getenv("RGB_ASSETS_STORAGE_ROOT", "data/store")
     storage = StorageResource(root=root if "://" in root else os.path.abspath(root))
     return {

@@ -26,10 +26,10 @@ def main() -> int:
 
     from rgb_assets.aois import register_aoi
     from rgb_assets.core.months import Month
+    from rgb_assets.core.products import composite_keys
     from rgb_assets.core.sample_data import build_sample_catalog
     from rgb_assets.definitions import deployment_resources, monthly_composite_job_def
     from rgb_assets.partitions import partition_key
-    from rgb_assets.core.products import composite_keys
 
     t0 = time.perf_counter()
     catalog = build_sample_catalog(root / "data" / "sample", cache_dir=root / "data" / "cache")

@@ -130,7 +130,11 @@ def _expected(sample_dir: Path, feature: dict, out_transform, out_shape):
     t, sh, sw = valid.shape
     # Place the sample on the output grid: output (r, c) is sample (r + row0, c + col0).
     rs, cs = slice(max(0, -row0), min(h, sh - row0)), slice(max(0, -col0), min(w, sw - col0))
-    src_win = (slice(None), slice(rs.start + row0, rs.stop + row0), slice(cs.start + col0, cs.stop + col0))
+    src_win = (
+        slice(None),
+        slice(rs.start + row0, rs.stop + row0),
+        slice(cs.start + col0, cs.stop + col0),
+    )
     out = {}
     for b in ("red", "green", "blue"):
         canvas = np.full((t, h, w), np.nan, "float32")

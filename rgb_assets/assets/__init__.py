@@ -7,4 +7,11 @@ from rgb_assets.assets.raw_scenes import raw_scenes
 
 ALL_ASSETS = [raw_scenes, raw_catalog, monthly_composite, derived_catalog]
 
-__all__ = ["ALL_ASSETS", "composite_checks", "derived_catalog", "monthly_composite", "raw_catalog", "raw_scenes"]
+__all__ = [
+    "ALL_ASSETS",
+    "composite_checks",
+    "derived_catalog",
+    "monthly_composite",
+    "raw_catalog",
+    "raw_scenes",
+]

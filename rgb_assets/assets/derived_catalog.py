@@ -1,6 +1,5 @@
 """derived_catalog: the composite's STAC item, linked to every raw item it was made from."""
 
-
 from dagster import AssetExecutionContext, AutomationCondition, Output, asset
 
 from rgb_assets.core.catalogs import composite_item, derived_collection

@@ -5,7 +5,6 @@ composite IO manager as Zarr, analysis COG, visual COG and thumbnail. Three bloc
 checks gate publication to the derived catalog.
 """
 
-
 import tempfile
 import time
 from pathlib import Path
@@ -111,7 +110,10 @@ def evaluate_checks(result: CompositeResult, min_clear_fraction: float) -> list[
             description="all bands plausible"
             if not bad
             else f"implausible reflectance (p1, p99) in {bad}: missing or doubled offset?",
-            metadata={"p1_p99": MetadataValue.json(ranges), "plausible": list(PLAUSIBLE_REFLECTANCE)},
+            metadata={
+                "p1_p99": MetadataValue.json(ranges),
+                "plausible": list(PLAUSIBLE_REFLECTANCE),
+            },
         ),
         AssetCheckResult(
             check_name="output_grid",
@@ -120,7 +122,9 @@ def evaluate_checks(result: CompositeResult, min_clear_fraction: float) -> list[
             description="grid as requested" if same_grid else "written grid differs from request",
             metadata={
                 "requested": MetadataValue.json(result.requested_grid),
-                "written": MetadataValue.json({k: result.grid.get(k) for k in ("epsg", "shape", "transform")}),
+                "written": MetadataValue.json(
+                    {k: result.grid.get(k) for k in ("epsg", "shape", "transform")}
+                ),
             },
         ),
     ]
@@ -177,7 +181,9 @@ def monthly_composite(
         "grid": MetadataValue.json(result.grid or result.requested_grid),
         "band_stats": MetadataValue.json(result.stats.get("bands", {})),
         "timings": MetadataValue.json(result.timings | {"total_s": round(elapsed, 3)}),
-        "dask_dashboard": MetadataValue.url(cluster.dashboard) if cluster.dashboard else "in-process",
+        "dask_dashboard": MetadataValue.url(cluster.dashboard)
+        if cluster.dashboard
+        else "in-process",
         "dask_workers_used": len(cluster.workers_used),
         "dask_workers_total": cluster.workers_total,
         "dask_tasks": cluster.tasks,

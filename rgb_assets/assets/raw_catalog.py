@@ -1,5 +1,4 @@
-"""raw_catalog: the partition's archived items in the raw STAC catalog (replaced, never duplicated)."""
-
+"""raw_catalog: the partition's archived items in the raw STAC catalog, replaced on re-run."""
 
 from dagster import AssetExecutionContext, AutomationCondition, Output, asset
 

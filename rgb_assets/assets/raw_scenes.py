@@ -1,6 +1,5 @@
 """raw_scenes: search the STAC source for the AOI × month and archive what composites need."""
 
-
 from typing import Literal
 
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
@@ -17,7 +16,7 @@ class RawScenesConfig(Config):
     )
     archive_mode: Literal["clip", "full"] = Field(
         default="clip",
-        description="clip: the AOI window of each asset in its native grid (COG); full: whole assets",
+        description="clip: AOI window of each asset in its native grid (COG); full: whole assets",
     )
     platforms: list[str] | None = Field(
         default=None, description="Restrict to these platforms (default: the collection's)"

@@ -31,6 +31,8 @@ from rgb_assets.core.months import Month
 from rgb_assets.core.storage import Store, stac_io
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
+# The raster extension spells a NaN nodata as the string "nan" (JSON has no NaN).
+NAN = "nan"
 AOI_PROP = "rgb_assets:aoi"
 MONTH_PROP = "rgb_assets:month"
 CREATOR = pystac.Provider(
@@ -328,7 +330,7 @@ def composite_item(
     EOExtension.ext(data, add_if_missing=True).bands = eo_bands
     raster_bands = [
         RasterBand.create(
-            nodata=float("nan"),
+            nodata=NAN,
             data_type=DataType.FLOAT32,
             unit="1",
             spatial_resolution=grid["resolution"],
@@ -338,7 +340,7 @@ def composite_item(
     ]
     raster_bands.append(
         RasterBand.create(
-            nodata=float("nan"), data_type=DataType.FLOAT32, spatial_resolution=grid["resolution"]
+            nodata=NAN, data_type=DataType.FLOAT32, spatial_resolution=grid["resolution"]
         )
     )
     RasterExtension.ext(data, add_if_missing=True).bands = raster_bands

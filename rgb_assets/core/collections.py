@@ -276,7 +276,9 @@ def resolve_item(item: pystac.Item, spec: CollectionSpec) -> ResolvedItem:
         found[band] = BandAsset(
             key=key,
             href=asset.href,
-            nodata=rb.get("nodata", None if is_mask and spec.mask_kind == "qa_pixel" else spec.nodata),
+            nodata=rb.get(
+                "nodata", None if is_mask and spec.mask_kind == "qa_pixel" else spec.nodata
+            ),
             scale=1.0 if is_mask else float(rb.get("scale", spec.scale)),
             offset=0.0 if is_mask else float(rb.get("offset", default_offset(spec, baseline))),
             data_type=rb.get("data_type"),
@@ -286,7 +288,9 @@ def resolve_item(item: pystac.Item, spec: CollectionSpec) -> ResolvedItem:
         key = _find_asset(item, name, keys)
         if key is not None:
             asset = item.assets[key]
-            extras[name] = BandAsset(key, asset.href, None, data_type=_raster_band(asset).get("data_type"))
+            extras[name] = BandAsset(
+                key, asset.href, None, data_type=_raster_band(asset).get("data_type")
+            )
     mask = found.pop("mask")
     return ResolvedItem(
         item=item,

@@ -75,7 +75,9 @@ def group_time_slices(
     return sorted(groups.values(), key=lambda s: (s.day, s.first.datetime, s.first.id))
 
 
-def _load_item(r: ResolvedItem, slice_index: int, bands: Sequence[str], radsat: bool) -> pystac.Item:
+def _load_item(
+    r: ResolvedItem, slice_index: int, bands: Sequence[str], radsat: bool
+) -> pystac.Item:
     """A copy of the item whose assets are keyed by role (red, green, blue, mask[, radsat])."""
     src = r.item
     item = pystac.Item(
@@ -97,7 +99,8 @@ def _load_item(r: ResolvedItem, slice_index: int, bands: Sequence[str], radsat: 
         extra = dict(a.extra_fields)
         href = a.get_absolute_href() or a.href
         item.add_asset(
-            role, pystac.Asset(href=href, media_type=a.media_type, roles=["data"], extra_fields=extra)
+            role,
+            pystac.Asset(href=href, media_type=a.media_type, roles=["data"], extra_fields=extra),
         )
     return item
 
@@ -139,8 +142,10 @@ def load_stack(
     options: CompositeOptions,
 ) -> tuple[xr.Dataset, bool]:
     """Lazy (time, y, x) Dask-backed dataset with the bands, ``mask`` and maybe ``radsat``."""
-    radsat = options.mask.kind == "qa_pixel" and options.mask.use_radsat and all(
-        "radsat" in r.extra_masks for s in slices for r in s.items
+    radsat = (
+        options.mask.kind == "qa_pixel"
+        and options.mask.use_radsat
+        and all("radsat" in r.extra_masks for s in slices for r in s.items)
     )
     items = [_load_item(r, i, options.bands, radsat) for i, s in enumerate(slices) for r in s.items]
     measurements = [*options.bands, "mask"] + (["radsat"] if radsat else [])
@@ -176,10 +181,14 @@ def median_composite(
 
     nb = len(options.bands)
     scales = np.array([[s.first.bands[b].scale for s in slices] for b in options.bands], "float32")
-    offsets = np.array([[s.first.bands[b].offset for s in slices] for b in options.bands], "float32")
+    offsets = np.array(
+        [[s.first.bands[b].offset for s in slices] for b in options.bands], "float32"
+    )
     nodatas = np.array(
-        [[np.nan if s.first.bands[b].nodata is None else s.first.bands[b].nodata for s in slices]
-         for b in options.bands],
+        [
+            [np.nan if s.first.bands[b].nodata is None else s.first.bands[b].nodata for s in slices]
+            for b in options.bands
+        ],
         "float64",
     )
     rule = options.mask
@@ -218,11 +227,15 @@ def median_composite(
     data_vars: dict[str, xr.DataArray] = {}
     for i, b in enumerate(options.bands):
         data_vars[b] = xr.DataArray(
-            out[i], dims=("y", "x"), coords=coords,
+            out[i],
+            dims=("y", "x"),
+            coords=coords,
             attrs={"units": "1", "long_name": f"{b} surface reflectance (monthly median)"},
         )
     data_vars[COUNT_BAND] = xr.DataArray(
-        out[nb].astype(np.uint16), dims=("y", "x"), coords=coords,
+        out[nb].astype(np.uint16),
+        dims=("y", "x"),
+        coords=coords,
         attrs={"long_name": "number of clear observations"},
     )
     result = xr.Dataset(data_vars)

@@ -109,7 +109,7 @@ def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any
 
 
 def copy_whole(href: str, dest: Path, declared: pystac.Asset) -> bool:
-    """Copy the whole object; verify declared size/checksum. Returns True if a checksum was verified."""
+    """Copy the whole object and verify the declared size/checksum (True: checksum verified)."""
     with fsspec.open(href, "rb") as src, open(dest, "wb") as out:
         shutil.copyfileobj(src, out, length=1 << 20)
     size = declared.extra_fields.get("file:size")

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pystac
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+import pystac
 import xarray as xr
 from affine import Affine
 from odc.geo.xr import rasterize

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
-import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
 from affine import Affine
 from PIL import Image
