@@ -4,7 +4,8 @@ Deployments (``RGB_ASSETS_DEPLOYMENT``):
 - ``local`` (default): Earth Search, files under ``./data/store``.
 - ``demo``: the embedded offline sample catalog under ``./data/sample``.
 Each setting can be overridden: ``RGB_ASSETS_STAC_URL``, ``RGB_ASSETS_COLLECTION``,
-``RGB_ASSETS_STORAGE_ROOT``, ``RGB_ASSETS_DASK_SCHEDULER`` (an existing scheduler address).
+``RGB_ASSETS_STORAGE_ROOT``, ``RGB_ASSETS_DASK_SCHEDULER`` (an existing scheduler address),
+``RGB_ASSETS_PUBLISH_URL`` (a Transactions-enabled STAC API the catalogs are also published to).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def deployment_resources(deployment: str | None = None) -> dict[str, object]:
         "storage": storage,
         "raw_scenes_io_manager": RawScenesIOManager(storage=storage, stac=stac),
         "composite_io_manager": CompositeIOManager(storage=storage, stac=stac),
-        "catalog_io_manager": CatalogIOManager(storage=storage),
+        "catalog_io_manager": CatalogIOManager(
+            storage=storage, publish_url=os.getenv("RGB_ASSETS_PUBLISH_URL") or None
+        ),
     }
 
 

@@ -23,6 +23,7 @@ from rgb_assets.core.products import (
     read_published,
     unpublish_composite,
 )
+from rgb_assets.core.publish import StacPublisher
 from rgb_assets.partitions import split_key
 from rgb_assets.resources.stac_source import StacSourceResource
 from rgb_assets.resources.storage import StorageResource
@@ -115,6 +116,7 @@ class CatalogIOManager(ConfigurableIOManager):
     """Replaces a partition's items in the static catalog named after the asset."""
 
     storage: StorageResource
+    publish_url: str | None = None
 
     def _catalog(self, asset_name: str) -> StaticCatalog:
         prefix, title, description = CATALOGS[asset_name]
@@ -124,6 +126,18 @@ class CatalogIOManager(ConfigurableIOManager):
         cat = self._catalog(context.asset_key.path[-1])
         update = cat.replace_partition(obj.collection, obj.aoi, obj.month, obj.items)
         store = self.storage.store()
+        if self.publish_url:
+            report = StacPublisher(self.publish_url).replace_partition(
+                obj.collection, obj.aoi, obj.month, obj.items
+            )
+            context.add_output_metadata(
+                {
+                    "published_to": MetadataValue.url(self.publish_url),
+                    "api_inserted": len(report.inserted),
+                    "api_updated": len(report.updated),
+                    "api_deleted": len(report.deleted),
+                }
+            )
         context.add_output_metadata(
             {
                 "catalog": MetadataValue.path(store.uri(cat.root_key)),

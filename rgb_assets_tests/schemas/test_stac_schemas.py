@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -18,23 +17,9 @@ import pytest
 from referencing import Registry, Resource
 from shapely.geometry import shape
 
-from rgb_assets.core import layout
-from rgb_assets.core.aoi import AoiRegistry
-from rgb_assets.core.archive import archive_partition
-from rgb_assets.core.catalogs import (
-    StaticCatalog,
-    composite_item,
-    derived_collection,
-    raw_catalog_item,
-    raw_collection,
-)
-from rgb_assets.core.collections import get_collection
-from rgb_assets.core.compositing import CompositeOptions
-from rgb_assets.core.masking import MaskRule
 from rgb_assets.core.months import Month
-from rgb_assets.core.products import make_composite, publish_composite
-from rgb_assets.core.stac_source import open_source
 from rgb_assets.core.storage import Store
+from rgb_assets_tests.producer import produce_partition
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,41 +52,8 @@ def _validate(item: dict, root: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def produced(sample_dir: Path):
-    store = Store(tempfile.mkdtemp(prefix="rgb-schemas-"))
-    feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
-    aoi, _ = AoiRegistry(store).add("schema-check", feature)
-    spec = get_collection("sentinel-2-l2a")
-    month = Month(2019, 8)
-    source = open_source(str(sample_dir / "collection.json"))
-    raw = archive_partition(source, spec, aoi, month, store)
-    raw_cat = StaticCatalog(store, layout.RAW_CATALOG, "raw", "raw")
-    upd = raw_cat.replace_partition(
-        raw_collection(spec, source.url, spec.key),
-        aoi.name,
-        month,
-        [raw_catalog_item(i, aoi.name) for i in raw.items],
-    )
-    result = make_composite(
-        raw, spec, aoi, CompositeOptions(mask=MaskRule("scl")), Path(tempfile.mkdtemp())
-    )
-    files = publish_composite(result, store)
-    der = StaticCatalog(store, layout.DERIVED_CATALOG, "derived", "derived")
-    template = derived_collection(spec)
-    key = der.item_key(template.id, aoi.name, month, "x")
-    item = composite_item(
-        spec=spec,
-        aoi=aoi,
-        month=month,
-        bands=result.bands,
-        grid=result.grid,
-        files=files,
-        item_key=key.replace("/x/x.json", f"/{aoi.name}_{month.key}_{spec.key}/i.json"),
-        raw_item_keys=upd.item_keys,
-        stats=result.stats,
-        constellation="sentinel-2",
-    )
-    der.replace_partition(template, aoi.name, month, [item])
+def produced(sample_dir: Path) -> Store:
+    store, _ = produce_partition(sample_dir, "schema-check", Month(2019, 8))
     return store
 
 
