@@ -51,8 +51,6 @@ def monthly_schedule(
             run_key=f"{name}|{month.partition_key}|monthly",
             partition_key=str(partition_key(name, month)),
             tags={
-                "dagster/partition/aoi": name,
-                "dagster/partition/month": month.partition_key,
                 "rgb_assets/trigger": "monthly_schedule",
             },
         )

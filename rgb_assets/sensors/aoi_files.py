@@ -86,9 +86,7 @@ def aoi_files_sensor(context: SensorEvaluationContext, storage: StorageResource)
     for msg in rejected:
         context.log.warning(f"rejected AOI file {msg}")
     missing = [
-        n
-        for n in registered
-        if not context.instance.has_dynamic_partition(aoi_partitions.name, n)
+        n for n in registered if not context.instance.has_dynamic_partition(aoi_partitions.name, n)
     ]
     if not missing:
         reason = f"{len(registered)} registered, {len(rejected)} rejected, no new partitions"

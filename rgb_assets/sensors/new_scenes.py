@@ -179,8 +179,6 @@ def evaluate_new_scenes(
                     run_key=f"{name}|{month.partition_key}|{newest}",
                     partition_key=str(key),
                     tags={
-                        "dagster/partition/aoi": name,
-                        "dagster/partition/month": month.partition_key,
                         "rgb_assets/trigger": "new_scenes_sensor",
                         "rgb_assets/new_items": str(len(items)),
                     },
@@ -207,5 +205,3 @@ def new_scenes_sensor(
     context: SensorEvaluationContext, stac: StacSourceResource, storage: StorageResource
 ) -> SensorResult:
     return evaluate_new_scenes(context, stac, storage)
-
-

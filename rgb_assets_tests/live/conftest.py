@@ -1,0 +1,172 @@
+"""Live fixtures: a real ``dagster dev`` (webserver + daemon) on the demo deployment.
+
+The server runs in its own process group with SIGINT restored to the default handler (started
+from a non-interactive parent it would otherwise ignore SIGINT/SIGTERM), so teardown can stop
+everything it spawned and check that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_COLLECTION = REPO / "data" / "sample" / "collection.json"
+STARTUP_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def is_listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class LiveDagster:
+    url: str  # http://127.0.0.1:PORT
+    port: int
+    home: Path
+    storage_root: Path
+    log: Path
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT the group (dagster dev shuts its children down), then SIGKILL what lingers."""
+    pgid = proc.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if group_alive(pgid):  # children (code server, run workers) that outlived the parent
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        time.sleep(1)
+
+
+@pytest.fixture(scope="session")
+def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
+    if not SAMPLE_COLLECTION.exists():
+        pytest.fail(f"sample catalog missing at {SAMPLE_COLLECTION}: run `make sample-data`")
+    base = tmp_path_factory.mktemp("live-dagster")
+    home = base / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    storage_root = base / "store"
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RGB_ASSETS_DEPLOYMENT": "demo",
+        "RGB_ASSETS_STORAGE_ROOT": str(storage_root),
+        "RGB_ASSETS_STAC_URL": str(SAMPLE_COLLECTION),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("RGB_ASSETS_DASK_SCHEDULER", None)
+    dagster = Path(sys.executable).parent / "dagster"
+    cmd = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    log = base / "dagster-dev.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
+    server = LiveDagster(f"http://127.0.0.1:{port}", port, home, storage_root, log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{server.tail()}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/server_info", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"dagster dev not ready after {STARTUP_TIMEOUT_S:.0f}s:\n{server.tail()}"
+                )
+            time.sleep(1)
+        _wait_for_location(server)
+        yield server
+    finally:
+        _stop(proc)
+        assert not is_listening(port), f"port {port} still listening after shutdown"
+        assert not group_alive(proc.pid), "processes of dagster dev survived shutdown"
+
+
+def _wait_for_location(server: LiveDagster) -> None:
+    """/server_info answers before the code location has loaded; wait for the job to resolve."""
+    import httpx
+
+    query = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
+      name locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            data = httpx.post(server.graphql_url, json={"query": query}, timeout=10).json()
+            entries = data["data"]["workspaceOrError"]["locationEntries"]
+            last = entries
+            kinds = [
+                e["locationOrLoadError"]["__typename"] for e in entries if e["locationOrLoadError"]
+            ]
+            if kinds and all(k == "RepositoryLocation" for k in kinds):
+                return
+            if "PythonError" in kinds:
+                pytest.fail(f"code location failed to load: {entries}")
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as e:
+            last = e
+        time.sleep(1)
+    pytest.fail(f"code location not loaded: {last}\n{server.tail()}")

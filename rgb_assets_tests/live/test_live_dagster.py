@@ -1,0 +1,270 @@
+"""End to end against a real ``dagster dev``: GraphQL launches, the request API, the new-scenes
+sensor on a live pgstac, and the UI in headless Chromium. Slow (minutes); marker ``live``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from rgb_assets.core.months import Month
+from rgb_assets.partitions import aoi_partitions, partition_key
+from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.sensors.new_scenes import ScenesCursor, new_scenes_sensor
+from rgb_assets_tests.live.conftest import REPO, SAMPLE_COLLECTION, LiveDagster, free_port
+
+pytestmark = pytest.mark.live
+
+SAMPLE_AOI = REPO / "data" / "sample_aoi.geojson"
+AOI_NAME = "carpathians-sample"
+LOCATION = "rgb_assets"
+REPOSITORY = "__repository__"
+JOB = "monthly_composite_job"
+DERIVED = "catalogs/derived/sentinel-2-l2a-monthly-rgb"
+
+
+def _feature() -> dict[str, Any]:
+    return json.loads(SAMPLE_AOI.read_text())
+
+
+def _gql(server: LiveDagster, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    body = httpx.post(server.graphql_url, json={"query": query, "variables": variables}, timeout=30)
+    body.raise_for_status()
+    data = body.json()
+    assert not data.get("errors"), data
+    return data["data"]
+
+
+def _client(server: LiveDagster) -> DagsterGraphQLClient:
+    return DagsterGraphQLClient("127.0.0.1", port_number=server.port, timeout=30)
+
+
+def _wait_success(client: DagsterGraphQLClient, run_id: str, server: LiveDagster) -> float:
+    t0 = time.monotonic()
+    status = None
+    while time.monotonic() - t0 < 300:
+        status = client.get_run_status(run_id).value
+        if status == "SUCCESS":
+            return time.monotonic() - t0
+        if status in ("FAILURE", "CANCELED"):
+            pytest.fail(f"run {run_id} ended {status}:\n{server.tail()}")
+        time.sleep(2)
+    pytest.fail(f"run {run_id} still {status} after 300 s")
+
+
+def test_graphql_launch_one_partition(live_dagster: LiveDagster) -> None:
+    storage = StorageResource(root=str(live_dagster.storage_root))
+    aoi, _ = storage.aois().add(AOI_NAME, _feature())
+    added = _gql(
+        live_dagster,
+        """mutation($sel: RepositorySelector!, $name: String!, $key: String!) {
+          addDynamicPartition(repositorySelector: $sel, partitionsDefName: $name,
+                              partitionKey: $key) { __typename } }""",
+        {
+            "sel": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY},
+            "name": aoi_partitions.name,
+            "key": aoi.name,
+        },
+    )
+    assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
+
+    month = Month.parse("2019-07")
+    client = _client(live_dagster)
+    try:
+        run_id = client.submit_job_execution(
+            JOB,
+            repository_location_name=LOCATION,
+            repository_name=REPOSITORY,
+            run_config={},
+            tags={
+                "dagster/partition": str(partition_key(aoi.name, month)),
+                "dagster/partition/aoi": aoi.name,
+                "dagster/partition/month": month.partition_key,
+            },
+        )
+    except DagsterGraphQLClientError as e:
+        pytest.fail(f"launch failed: {e}\n{live_dagster.tail()}")
+    elapsed = _wait_success(client, run_id, live_dagster)
+    print(f"partition {aoi.name}|2019-07-01 SUCCESS in {elapsed:.1f} s")
+    folder = live_dagster.storage_root / DERIVED / aoi.name / "2019-07"
+    items = [d / f"{d.name}.json" for d in folder.iterdir() if d.is_dir()]
+    assert items and all(p.is_file() for p in items), list(folder.iterdir())
+    assert json.loads(items[0].read_text())["type"] == "Feature"
+
+
+@pytest.fixture
+def request_api(live_dagster: LiveDagster) -> Iterator[str]:
+    """The FastAPI app under uvicorn in a thread, bound to the live webserver and its store."""
+    import uvicorn
+
+    from rgb_assets.service.app import create_app
+
+    app = create_app(
+        live_dagster.graphql_url,
+        storage=StorageResource(root=str(live_dagster.storage_root)),
+        stac=StacSourceResource(url=str(SAMPLE_COLLECTION), collection="sentinel-2-l2a"),
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.started
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _run_ids(server: LiveDagster) -> set[str]:
+    data = _gql(server, "{ runsOrError { ... on Runs { results { runId } } } }", {})
+    return {r["runId"] for r in data["runsOrError"]["results"]}
+
+
+def test_request_api_end_to_end(live_dagster: LiveDagster, request_api: str) -> None:
+    body = {
+        "aoi": _feature(),
+        "toi": "2019-06-01/2019-08-31",
+        "bands": ["red", "green", "blue"],
+        "collection": "sentinel-2-l2a",
+    }
+    t0 = time.monotonic()
+    r = httpx.post(f"{request_api}/requests", json=body, timeout=120)
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert len(accepted["runs"]) == 3 and all(x["run_id"] for x in accepted["runs"])
+    assert accepted["aoi"] == AOI_NAME  # identical geometry reuses the registered AOI
+    rid = accepted["request_id"]
+
+    status: dict[str, Any] = {}
+    while time.monotonic() - t0 < 600:
+        status = httpx.get(f"{request_api}/requests/{rid}", timeout=60).json()
+        if status["status"] in ("done", "failed"):
+            break
+        time.sleep(5)
+    assert status.get("status") == "done", f"{status}\n{live_dagster.tail()}"
+    print(f"request {rid}: 3 partitions done in {time.monotonic() - t0:.1f} s")
+    items = [p for run in status["runs"] for p in run["items"]]
+    assert len(items) == 3 and all(Path(p).is_file() for p in items), items
+
+    before = _run_ids(live_dagster)
+    again = httpx.post(f"{request_api}/requests", json=body, timeout=60)
+    assert again.status_code == 202 and again.json()["request_id"] == rid
+    assert again.json()["created"] is False
+    assert [x["run_id"] for x in again.json()["runs"]] == [x["run_id"] for x in accepted["runs"]]
+    assert _run_ids(live_dagster) == before
+
+
+def _sample_items(month: str) -> list[dict[str, Any]]:
+    """Sample catalog items of one month as pgstac rows, with absolute file:// asset hrefs."""
+    items = []
+    for path in sorted(SAMPLE_COLLECTION.parent.glob(f"S2_L2A_RO_SAMPLE_{month}*/*.json")):
+        item = json.loads(path.read_text())
+        for asset in item["assets"].values():
+            asset["href"] = (path.parent / asset["href"]).resolve().as_uri()
+        item["links"] = []
+        item["collection"] = "sentinel-2-l2a"
+        items.append(item)
+    return items
+
+
+def test_new_scenes_sensor_on_live_pgstac(
+    pgstac: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = json.loads(SAMPLE_COLLECTION.read_text())
+    collection["links"] = []
+    pgstac.load_collection(collection)
+    july = _sample_items("201907")
+    assert july
+    pgstac.load_items(july)
+
+    monkeypatch.setenv("RGB_ASSETS_SENSOR_REFERENCE_MONTH", "2019-07")
+    monkeypatch.setenv("RGB_ASSETS_SENSOR_LOOKBACK_MONTHS", "2")
+    storage = StorageResource(root=str(tmp_path / "store"))
+    stac = StacSourceResource(url=pgstac.url, collection="sentinel-2-l2a", timeout_s=10)
+    storage.aois().add(AOI_NAME, _feature())
+    resources = {"stac": stac, "storage": storage}
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(aoi_partitions.name, [AOI_NAME])
+
+        def tick(cursor: str | None) -> Any:
+            ctx = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+            return new_scenes_sensor(ctx)
+
+        first = tick(None)
+        seen = ScenesCursor.parse(first.cursor).seen[AOI_NAME]
+        assert set(seen) == {"2019-07"}  # June has no items in this source
+        assert [r.partition_key for r in first.run_requests] == [f"{AOI_NAME}|2019-07-01"]
+
+        new = json.loads(json.dumps(july[-1]))
+        new["id"] = "S2_L2A_RO_SAMPLE_20190720_NEW"
+        new["properties"]["datetime"] = "2019-07-20T09:30:00Z"
+        new["properties"]["updated"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        pgstac.add_item(new)
+
+        second = tick(first.cursor)
+        assert [r.partition_key for r in second.run_requests] == [f"{AOI_NAME}|2019-07-01"]
+        assert second.run_requests[0].run_key.startswith(f"{AOI_NAME}|2019-07-01|")
+        assert second.run_requests[0].run_key != first.run_requests[0].run_key
+        assert second.run_requests[0].tags["rgb_assets/new_items"] == "1"
+
+        third = tick(second.cursor)
+        assert not third.run_requests
+
+
+def _wait_for_texts(page: Any, texts: list[str], timeout_ms: int = 60_000) -> None:
+    """Wait until the rendered page text holds every name (hidden duplicates do not count)."""
+    page.wait_for_function(
+        "names => names.every(n => document.body.innerText.includes(n))",
+        arg=texts,
+        timeout=timeout_ms,
+    )
+
+
+def test_ui_asset_graph(live_dagster: LiveDagster) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shot = REPO / "docs" / "screenshots" / "asset-graph.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    names = ["raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{live_dagster.url}/assets", wait_until="networkidle", timeout=120_000)
+            _wait_for_texts(page, names)
+            skip = page.get_by_role("button", name="Skip")
+            if skip.count():  # first-visit community/newsletter prompt covers the graph
+                skip.first.click()
+            graph = f"{live_dagster.url}/locations/{LOCATION}/jobs/{JOB}"
+            page.goto(graph, wait_until="networkidle", timeout=120_000)
+            _wait_for_texts(page, names)
+            page.wait_for_timeout(1500)  # let the graph layout settle before the screenshot
+            page.screenshot(path=str(shot), full_page=False)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
