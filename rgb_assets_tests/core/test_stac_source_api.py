@@ -25,13 +25,23 @@ from rgb_assets.core.months import Month
 from rgb_assets.core.products import make_composite
 from rgb_assets.core.stac_source import ApiStacSource, LocalStacSource, SearchRequest
 from rgb_assets.core.storage import Store
+from rgb_assets_tests.servers.pgstac import pgstac_server
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
-def api(pgstac, sample_dir: Path) -> ApiStacSource:
+def own_pgstac(tmp_path_factory: pytest.TempPathFactory):
+    """A server of this module's own: it holds all 140 sample items, which would change what
+    other tests (the new-scenes sensor) see in the session-wide server."""
+    with pgstac_server(tmp_path_factory.mktemp("pgstac-api")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(own_pgstac, sample_dir: Path) -> ApiStacSource:
+    pgstac = own_pgstac
     collection = pystac.Collection.from_file(str(sample_dir / "collection.json"))
     items = []
     for item in collection.get_items():
