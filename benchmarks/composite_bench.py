@@ -34,7 +34,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,7 @@ class Workload:
 
 
 FULL = Workload("full", 12, 8192, 4096, (2048, 8192), 8, 256, 3, 2)
-QUICK = Workload("quick", 6, 4096, 2048, (1024, 4096), 0, 0, 2, 1)
+QUICK = Workload("quick", 6, 4096, 2048, (2048, 4096), 0, 0, 2, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,9 +134,20 @@ def _write_cog(path: Path, array: np.ndarray) -> None:
     from rasterio.transform import from_origin
 
     with rasterio.open(
-        path, "w", driver="COG", height=array.shape[0], width=array.shape[1], count=1,
-        dtype=array.dtype.name, crs=f"EPSG:{EPSG}", transform=from_origin(*ORIGIN, RES, RES),
-        nodata=0, compress="deflate", predictor="yes", blocksize=TILE, overviews="none",
+        path,
+        "w",
+        driver="COG",
+        height=array.shape[0],
+        width=array.shape[1],
+        count=1,
+        dtype=array.dtype.name,
+        crs=f"EPSG:{EPSG}",
+        transform=from_origin(*ORIGIN, RES, RES),
+        nodata=0,
+        compress="deflate",
+        predictor="yes",
+        blocksize=TILE,
+        overviews="none",
         num_threads=1,
     ) as dst:
         dst.write(array, 1)
@@ -254,8 +265,11 @@ def _item(root: Path, i: int, size: int, stats: dict[str, float]) -> Any:
             band = RasterBand.create(nodata=0, data_type=DataType.UINT8, spatial_resolution=RES)
         else:
             band = RasterBand.create(
-                nodata=0, data_type=DataType.UINT16, spatial_resolution=RES,
-                scale=SCALE, offset=offset,
+                nodata=0,
+                data_type=DataType.UINT16,
+                spatial_resolution=RES,
+                scale=SCALE,
+                offset=offset,
             )
             EOExtension.ext(asset).bands = [Band.create(name=BAND_IDS[key], common_name=key)]
         RasterExtension.ext(asset).bands = [band]
@@ -335,10 +349,9 @@ def load_items(manifest: dict[str, Any]) -> list[Any]:
 
 def _radiometry(items: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Per item (time order) and band: float32 scale and offset from ``raster:bands``."""
-    scales = [[it.assets[b].extra_fields["raster:bands"][0]["scale"] for b in BANDS] for it in items]
-    offsets = [
-        [it.assets[b].extra_fields["raster:bands"][0]["offset"] for b in BANDS] for it in items
-    ]
+    fields = [[it.assets[b].extra_fields["raster:bands"][0] for b in BANDS] for it in items]
+    scales = [[f["scale"] for f in row] for row in fields]
+    offsets = [[f["offset"] for f in row] for row in fields]
     return np.array(scales, np.float32), np.array(offsets, np.float32)
 
 
@@ -367,7 +380,10 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
     from rgb_assets.core.masking import DEFAULT_SCL_EXCLUDE
 
     ds = odc.stac.load(
-        items, bands=[*BANDS, "scl"], geobox=geobox, chunks={"x": 2048, "y": 2048},
+        items,
+        bands=[*BANDS, "scl"],
+        geobox=geobox,
+        chunks={"x": 2048, "y": 2048},
         groupby="solar_day",
     )
     if ds.sizes["time"] != len(items):
@@ -386,14 +402,25 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
     return xr.Dataset(out).compute()
 
 
-def engine_composite(items: Sequence[Any], geobox: Any) -> Any:
-    from rgb_assets.core.collections import SENTINEL2_L2A, resolve_item
-    from rgb_assets.core.compositing import CompositeOptions, median_composite
+def engine_options(chunk: int | None) -> Any:
+    from rgb_assets.core.compositing import CompositeOptions
     from rgb_assets.core.masking import MaskRule
 
-    resolved = [resolve_item(it, SENTINEL2_L2A) for it in items]
     options = CompositeOptions(mask=MaskRule("scl"))
-    return median_composite(resolved, geobox, options, aoi_geometry=geobox.extent).compute()
+    return options if chunk is None else replace(options, chunk=chunk)
+
+
+def engine_lazy(items: Sequence[Any], geobox: Any, chunk: int | None) -> Any:
+    """The project's engine, called as the pipeline does (resolved items, AOI polygon)."""
+    from rgb_assets.core.collections import SENTINEL2_L2A, resolve_item
+    from rgb_assets.core.compositing import median_composite
+
+    resolved = [resolve_item(it, SENTINEL2_L2A) for it in items]
+    return median_composite(resolved, geobox, engine_options(chunk), aoi_geometry=geobox.extent)
+
+
+def engine_composite(items: Sequence[Any], geobox: Any, chunk: int | None) -> Any:
+    return engine_lazy(items, geobox, chunk).compute()
 
 
 def numpy_reference(
@@ -469,48 +496,63 @@ def compare_naive(naive: Any, engine: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def rss_child(workload_dir: Path, px: int, store: Path) -> dict[str, Any]:
-    import dask
-    import psutil
+def _peak_rss_mb() -> float:
+    """This process's high-water RSS. VmHWM belongs to the current address space; ru_maxrss
+    would also report the parent's size at fork, since Linux carries it over exec."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    from rgb_assets.core.collections import SENTINEL2_L2A, resolve_item
-    from rgb_assets.core.compositing import CompositeOptions, median_composite
-    from rgb_assets.core.masking import MaskRule
+
+def rss_child(workload_dir: Path, px: int, store: Path, chunk: int | None) -> dict[str, Any]:
+    import dask
+    import odc.stac  # noqa: F401  (imported before the baseline RSS is taken)
+    import psutil
+    import xarray  # noqa: F401
+
+    import rgb_assets.core.compositing  # noqa: F401
     from rgb_assets.core.writers import write_zarr
 
     manifest = json.loads((workload_dir / "manifest.json").read_text())
     items = load_items(manifest)
     geobox = aoi_geobox(int(manifest["scene_px"]), px)
-    rss_start = psutil.Process().memory_info().rss
+    rss_start = psutil.Process().memory_info().rss / 2**20
     with dask.config.set(scheduler="threads", num_workers=THREADS):
         t0 = time.perf_counter()
-        resolved = [resolve_item(it, SENTINEL2_L2A) for it in items]
-        options = CompositeOptions(mask=MaskRule("scl"))
-        ds = median_composite(resolved, geobox, options, aoi_geometry=geobox.extent)
-        write_zarr(ds, store)
+        write_zarr(engine_lazy(items, geobox, chunk), store)
         seconds = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "px": px,
         "seconds": seconds,
-        "peak_rss_mb": peak_kb / 1024,
-        "rss_after_imports_mb": rss_start / 2**20,
-        "chunk": options.chunk,
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_after_imports_mb": rss_start,
+        "chunk": engine_options(chunk).chunk,
     }
 
 
-def measure_rss(w: Workload, px: int) -> dict[str, Any]:
+def measure_rss(w: Workload, px: int, chunk: int | None) -> dict[str, Any]:
+    import xarray as xr
+
     store = w.dir / f"rss_{px}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(w.dir), str(px)]
-    cmd.append(str(store))
-    proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    import xarray as xr
+    cmd += [str(store)] + (["--chunk", str(chunk)] if chunk else [])
+    # The environment Dask's nanny gives every worker (MALLOC_TRIM_THRESHOLD_ among others), so
+    # the child's heap behaves like that of the Dask worker running a Dagster step.
+    import dask
+    import distributed  # noqa: F401  (registers the distributed config defaults)
 
+    env = os.environ | {
+        k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+    }
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     with xr.open_zarr(store) as z:
-        if z["red"].shape != (px, px):
-            raise RuntimeError(f"zarr store has shape {z['red'].shape}, expected {(px, px)}")
+        if z["red"].shape != (px, px) or not np.isfinite(z["red"][:256, :256].values).any():
+            raise RuntimeError(f"unexpected zarr output in {store}")
     shutil.rmtree(store)
     return result
 
@@ -518,18 +560,6 @@ def measure_rss(w: Workload, px: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], list[float], Any]:
-    """Wall and CPU seconds for ``repeats`` runs, and the last result."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeats):
-        result = None
-        c0, t0 = time.process_time(), time.perf_counter()
-        result = fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return walls, cpus, result
 
 
 def machine_info() -> dict[str, Any]:
@@ -553,29 +583,25 @@ def machine_info() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import rasterio
 
-    out = {
-        p: version(p)
-        for p in ("numpy", "dask", "xarray", "odc-stac", "odc-geo", "rasterio", "bottleneck", "zarr")
-    }
+    names = ("numpy", "dask", "xarray", "odc-stac", "odc-geo", "rasterio", "bottleneck", "zarr")
+    out = {p: version(p) for p in names}
     out["gdal"] = rasterio.__gdal_version__
     try:
         out["numbagg"] = version("numbagg")
-    except Exception:
+    except PackageNotFoundError:
         out["numbagg"] = "not installed"
     return out
 
 
-def run(w: Workload, regenerate: bool, output: Path) -> dict[str, Any]:
+def run(w: Workload, regenerate: bool, output: Path, chunk: int | None) -> dict[str, Any]:
     import dask
 
-    from rgb_assets.core.compositing import CompositeOptions
-    from rgb_assets.core.masking import MaskRule
-
     t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
     manifest = ensure_workload(w, regenerate)
     items = load_items(manifest)
     geobox = aoi_geobox(w.scene_px, w.speed_px)
@@ -586,38 +612,56 @@ def run(w: Workload, regenerate: bool, output: Path) -> dict[str, Any]:
         "scene_px": w.scene_px,
         "bands": [*BANDS, "scl"],
         "masked_fraction": round(float(np.mean(manifest["masked_fraction"])), 3),
-        "scheduler": f"dask threaded, num_workers={THREADS}",
-        "engine_chunk": CompositeOptions(mask=MaskRule("scl")).chunk,
-        "naive_chunks": {"x": 2048, "y": 2048, "time": 1},
+        "scheduler": f"dask threaded scheduler, num_workers={THREADS}",
+        "engine_chunk": engine_options(chunk).chunk,
+        "naive_chunks": {"time": 1, "y": 2048, "x": 2048},
     }
+    rows: dict[str, Callable[[], Any]] = {
+        "decode_floor": lambda: decode_floor(items, w.scene_px, w.speed_px),
+        "engine": lambda: engine_composite(items, geobox, chunk),
+        "naive": lambda: naive_composite(items, geobox),
+    }
+    walls: dict[str, list[float]] = {k: [] for k in rows}
+    cpus: dict[str, list[float]] = {k: [] for k in rows}
+    results: dict[str, Any] = {}
     with dask.config.set(scheduler="threads", num_workers=THREADS):
-        decode_floor(items, w.scene_px, w.speed_px)  # warm page cache and GDAL
-        engine_composite(items, aoi_geobox(w.scene_px, 512))  # warm imports
-        walls, cpus, _ = timed(lambda: decode_floor(items, w.scene_px, w.speed_px), w.repeats)
-        res |= {"decode_floor_s": min(walls), "decode_floor_runs_s": walls,
-                "decode_floor_cpu_s": min(cpus)}
-        print(f"decode floor {min(walls):.2f} s", flush=True)
-        walls, cpus, engine = timed(lambda: engine_composite(items, geobox), w.repeats)
-        res |= {"engine_s": min(walls), "engine_runs_s": walls, "engine_cpu_s": min(cpus)}
-        print(f"engine       {min(walls):.2f} s", flush=True)
-        walls, cpus, naive = timed(lambda: naive_composite(items, geobox), w.naive_repeats)
-        res |= {"naive_s": min(walls), "naive_runs_s": walls, "naive_cpu_s": min(cpus)}
-        print(f"naive        {min(walls):.2f} s", flush=True)
+        decode_floor(items, w.scene_px, w.speed_px)  # page cache and GDAL warm
+        engine_composite(items, aoi_geobox(w.scene_px, 512), chunk)  # imports warm
+        # Interleaved rounds, so a burst of load from elsewhere hits every row alike.
+        for r in range(w.repeats):
+            for name, fn in rows.items():
+                if name == "naive" and r >= w.naive_repeats:
+                    continue
+                results[name] = None
+                c0, t0 = time.process_time(), time.perf_counter()
+                results[name] = fn()
+                walls[name].append(time.perf_counter() - t0)
+                cpus[name].append(time.process_time() - c0)
+                print(f"  round {r + 1}: {name:<12} {walls[name][-1]:6.2f} s", flush=True)
+    for name in rows:
+        res[f"{name}_s"] = min(walls[name])
+        res[f"{name}_runs_s"] = walls[name]
+        res[f"{name}_cpu_s"] = min(cpus[name])
+    engine, naive = results["engine"], results["naive"]
     res |= compare_naive(naive, engine)
-    del naive
+    del naive, results
     res |= compare_to_numpy(w, items, engine)
     del engine
-    small, large = (measure_rss(w, px) for px in w.rss_px)
-    print(f"rss          {small['peak_rss_mb']:.0f} / {large['peak_rss_mb']:.0f} MB", flush=True)
+    small, large = (measure_rss(w, px, chunk) for px in w.rss_px)
+    print(f"  peak RSS {small['peak_rss_mb']:.0f} / {large['peak_rss_mb']:.0f} MB", flush=True)
     res |= {
         "peak_rss_mb_2048": small["peak_rss_mb"],
         "peak_rss_mb_8192": large["peak_rss_mb"],
         "rss_aoi_px": list(w.rss_px),
         "rss_runs": [small, large],
-        "rss_method": "fresh subprocess, engine -> write_zarr, getrusage(RUSAGE_SELF).ru_maxrss",
-        "engine_zarr_s_large": large["seconds"],
+        "rss_method": (
+            "fresh subprocess per AOI with the Dask nanny's worker environment: "
+            "engine -> write_zarr, VmHWM of the child"
+        ),
+        "engine_zarr_s_large_aoi": large["seconds"],
     }
     res["engine_over_decode"] = res["engine_s"] / res["decode_floor_s"]
+    res["engine_over_decode_cpu"] = res["engine_cpu_s"] / res["decode_floor_cpu_s"]
     res["speedup_vs_naive"] = res["naive_s"] / res["engine_s"]
     res["rss_growth"] = res["peak_rss_mb_8192"] / res["peak_rss_mb_2048"]
     targets = {
@@ -625,9 +669,8 @@ def run(w: Workload, regenerate: bool, output: Path) -> dict[str, Any]:
         "engine_ge_3x_faster_than_naive": res["speedup_vs_naive"] >= MIN_SPEEDUP_VS_NAIVE,
         "equal_to_numpy_nanmedian": res["max_abs_diff_vs_numpy"] <= MAX_ABS_DIFF
         and res["count_mismatch_vs_numpy"] == 0,
-        "peak_rss_le_2gb": max(res["peak_rss_mb_2048"], res["peak_rss_mb_8192"])
-        <= MAX_PEAK_RSS_MB,
-        "rss_large_within_25pct_of_small": res["rss_growth"] <= 1 + (MAX_RSS_GROWTH - 1),
+        "peak_rss_le_2gb": max(small["peak_rss_mb"], large["peak_rss_mb"]) <= MAX_PEAK_RSS_MB,
+        "rss_large_within_25pct_of_small": res["rss_growth"] <= MAX_RSS_GROWTH,
     }
     res["targets_met"] = targets
     res["all_targets_met"] = all(targets.values())
@@ -635,6 +678,7 @@ def run(w: Workload, regenerate: bool, output: Path) -> dict[str, Any]:
         k: manifest[k] for k in ("generation_s", "bytes_on_disk", "masked_fraction", "offsets")
     }
     res["machine"] = machine_info()
+    res["loadavg_1min"] = {"start": load_start, "end": os.getloadavg()[0]}
     res["versions"] = versions()
     res["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     res["total_s"] = time.perf_counter() - t_start
@@ -644,20 +688,29 @@ def run(w: Workload, regenerate: bool, output: Path) -> dict[str, Any]:
 
 
 def print_table(res: dict[str, Any]) -> None:
-    s, p = res["scenes"], res["size_px"]
+    s, p, floor = res["scenes"], res["size_px"], res["decode_floor_s"]
     a, b = res["rss_aoi_px"]
     rows = [
-        (f"decode floor ({s} x 4 COGs, {p}^2, rasterio)", f"{res['decode_floor_s']:.2f} s", "1.00x"),
-        ("naive odc.stac + xarray median", f"{res['naive_s']:.2f} s",
-         f"{res['naive_s'] / res['decode_floor_s']:.2f}x"),
-        ("engine median_composite().compute()", f"{res['engine_s']:.2f} s",
-         f"{res['engine_over_decode']:.2f}x"),
-        ("engine speed-up vs naive", f"{res['speedup_vs_naive']:.1f}x", ""),
-        ("max |engine - numpy.nanmedian|", f"{res['max_abs_diff_vs_numpy']:.2e}", ""),
-        ("max |engine - naive|", f"{res['max_abs_diff_engine_vs_naive']:.2e}", ""),
-        (f"peak RSS, engine -> zarr, {a}^2 AOI", f"{res['peak_rss_mb_2048']:.0f} MB", ""),
-        (f"peak RSS, engine -> zarr, {b}^2 AOI", f"{res['peak_rss_mb_8192']:.0f} MB",
-         f"{res['rss_growth']:.2f}x"),
+        (f"decode floor: rasterio, {s} scenes x 4 COGs, {p}^2", f"{floor:.2f} s", "1.00x"),
+        (
+            "naive: odc.stac.load + where + xarray median",
+            f"{res['naive_s']:.2f} s",
+            f"{res['naive_s'] / floor:.2f}x",
+        ),
+        (
+            "engine: median_composite().compute()",
+            f"{res['engine_s']:.2f} s",
+            f"{res['engine_over_decode']:.2f}x",
+        ),
+        ("engine speed-up over naive", f"{res['speedup_vs_naive']:.2f}x", ""),
+        ("max |engine - numpy.nanmedian|", f"{res['max_abs_diff_vs_numpy']:.1e}", ""),
+        ("max |engine - naive|", f"{res['max_abs_diff_engine_vs_naive']:.1e}", ""),
+        (f"peak RSS, engine -> zarr, {a}^2 AOI", f"{res['peak_rss_mb_2048']:.0f} MB", "1.00x"),
+        (
+            f"peak RSS, engine -> zarr, {b}^2 AOI",
+            f"{res['peak_rss_mb_8192']:.0f} MB",
+            f"{res['rss_growth']:.2f}x",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print()
@@ -667,28 +720,42 @@ def print_table(res: dict[str, Any]) -> None:
     print()
     for name, ok in res["targets_met"].items():
         print(f"  [{'x' if ok else ' '}] {name}")
-    print(f"total {res['total_s']:.0f} s")
+    load = res["loadavg_1min"]
+    print(f"total {res['total_s']:.0f} s, load average {load['start']:.1f} -> {load['end']:.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small workload for CI")
     parser.add_argument("--regenerate", action="store_true", help="rebuild the workload")
+    parser.add_argument("--chunk", type=int, help="engine chunk (default: CompositeOptions)")
     parser.add_argument("--output", type=Path, help="result JSON (default benchmarks/results/)")
-    parser.add_argument("--rss-child", nargs=3, metavar=("DIR", "PX", "STORE"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--fail-on",
+        choices=("targets", "correctness"),
+        default="targets",
+        help="exit 1 when any target is missed (default), or only when the engine's result "
+        "differs from numpy.nanmedian (for shared CI machines, where timings are noisy)",
+    )
+    parser.add_argument(
+        "--rss-child", nargs=3, metavar=("DIR", "PX", "STORE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.rss_child:
         d, px, store = args.rss_child
-        print(json.dumps(rss_child(Path(d), int(px), Path(store))))
+        print(json.dumps(rss_child(Path(d), int(px), Path(store), args.chunk)))
         return 0
     w = QUICK if args.quick else FULL
     name = "composite_bench_quick.json" if args.quick else "composite_bench.json"
     output = args.output or RESULTS / name
-    res = run(w, args.regenerate, output)
+    if os.getloadavg()[0] > 1.0:
+        print(f"note: 1-min load average {os.getloadavg()[0]:.1f}; timings may be inflated")
+    res = run(w, args.regenerate, output, args.chunk)
     print_table(res)
     print(f"wrote {output}")
-    return 0
+    if args.fail_on == "correctness":
+        return 0 if res["targets_met"]["equal_to_numpy_nanmedian"] else 1
+    return 0 if res["all_targets_met"] else 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,13 @@ class CompositeConfig(Config):
     dilation: int = Field(default=0, ge=0, le=100, description="Grow the cloud mask by N pixels")
     resampling: Literal["nearest", "bilinear", "cubic", "average"] = "nearest"
     clip_to_aoi: bool = True
+    chunk: int = Field(
+        default=2048,
+        ge=256,
+        le=8192,
+        description="Tile side in pixels of one Dask task; memory per task is about "
+        "time slices x chunk^2 x 7 bytes (3 uint16 bands + mask), so lower it for long months",
+    )
     min_clear_fraction: float = Field(
         default=0.05, ge=0, le=1, description="Coverage check: minimum clear fraction of the AOI"
     )
@@ -162,6 +169,7 @@ def monthly_composite(
         bands=tuple(config.bands),
         resampling=config.resampling,
         clip_to_aoi=config.clip_to_aoi,
+        chunk=config.chunk,
     )
     staging = Path(tempfile.mkdtemp(prefix=f"rgb-composite-{aoi_name}-{month.key}-"))
     t0 = time.perf_counter()

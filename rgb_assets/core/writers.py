@@ -9,14 +9,19 @@ written to a local staging folder first and published by the caller through the 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+import zarr
 from affine import Affine
 from PIL import Image
 from rasterio.enums import ColorInterp, Resampling
@@ -31,6 +36,10 @@ ZARR_CHUNK = 512
 # Visual stretch: surface reflectance 0 → 1 and VISUAL_MAX → 255, linear, clipped; 0 is nodata.
 VISUAL_MAX = 0.3
 THUMBNAIL_SIZE = 512
+
+Region = tuple[slice, slice]
+#: Composite pixels computed per thread and batch in ``write_zarr`` (two 1024² tiles).
+BATCH_PIXELS_PER_THREAD = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,20 +56,66 @@ def grid_of(ds: xr.Dataset) -> GridInfo:
     return GridInfo(gb.crs.wkt, gb.crs.epsg, gb.affine, int(gb.shape[0]), int(gb.shape[1]))
 
 
-def write_zarr(ds: xr.Dataset, path: Path) -> None:
+def _threads() -> int:
+    """Threads that will run the computation: the Dask cluster's, else the local pool's."""
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    except (ImportError, ValueError):
+        return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def _tile_batches(chunks: tuple[tuple[int, ...], ...], size: int) -> Iterator[list[Region]]:
+    """The (y, x) blocks of a 2-D chunking, row-major, in batches of ``size`` blocks."""
+    ys = np.cumsum((0, *chunks[0]))
+    xs = np.cumsum((0, *chunks[1]))
+    tiles = [
+        (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+        for y0, y1 in zip(ys[:-1], ys[1:], strict=True)
+        for x0, x1 in zip(xs[:-1], xs[1:], strict=True)
+    ]
+    for i in range(0, len(tiles), size):
+        yield tiles[i : i + size]
+
+
+def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -> None:
     """Compute the (lazy) composite into a Zarr v2 store with consolidated metadata.
 
     CRS and transform are written the CF/GDAL way (``spatial_ref`` with ``crs_wkt`` and
-    ``GeoTransform``), which both rioxarray and odc-geo read back.
+    ``GeoTransform``), which both rioxarray and odc-geo read back. The data is computed in
+    batches of compute tiles (``BATCH_PIXELS_PER_THREAD`` per thread of the cluster, at least
+    one tile), each batch written before the next starts: a single ``to_zarr`` lets Dask's
+    ordering load the inputs of many tiles ahead of their reduction, so peak memory would grow
+    with the AOI instead of staying at a few tiles.
     """
     grid = grid_of(ds)
     out = ds.rio.write_crs(grid.crs_wkt).rio.write_transform(grid.transform)
-    for name in out.data_vars:
+    names = [str(n) for n in out.data_vars]
+    lazy = {n: out[n].data for n in names if isinstance(out[n].data, da.Array)}
+    for name in names:
         out[name].encoding = {"chunks": (ZARR_CHUNK, ZARR_CHUNK)}
         if out[name].dtype.kind == "f":
             out[name].encoding["_FillValue"] = np.float32(np.nan)
         out[name] = out[name].chunk({"y": ZARR_CHUNK, "x": ZARR_CHUNK})
-    out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=True)
+    if not lazy:
+        out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=True)
+        return
+    # Metadata, coordinates and consolidated metadata now; the lazy data block batch by batch.
+    out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=False)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    first = next(iter(lazy.values()))
+    tile_px = first.chunksize[-2] * first.chunksize[-1]
+    size = tiles_per_batch or max(1, BATCH_PIXELS_PER_THREAD * _threads() // tile_px)
+    for batch in _tile_batches(first.chunks[-2:], size):
+        sources, targets, regions = [], [], []
+        for name, arr in lazy.items():
+            for ys, xs in batch:
+                sources.append(arr[ys, xs].rechunk(ZARR_CHUNK))
+                targets.append(group[name])
+                regions.append((ys, xs))
+        da.store(sources, targets, regions=regions, lock=False)
 
 
 def _blocks(height: int, width: int, size: int = BLOCK):

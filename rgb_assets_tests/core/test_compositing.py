@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 
 import numpy as np
 import pystac
+import pytest
 
 from rgb_assets.core.collections import BandAsset, ResolvedItem
-from rgb_assets.core.compositing import _composite_block, group_time_slices
+from rgb_assets.core.compositing import (
+    _composite_block,
+    _median_block,
+    _valid_block,
+    group_time_slices,
+)
 from rgb_assets.core.masking import MaskRule, scl_clear
 
 
@@ -104,3 +111,59 @@ def test_mask_rule_rejects_unknown_values():
         MaskRule("scl", scl_exclude=(12,))
     with pytest.raises(InputError, match="mask.qa_flags"):
         MaskRule("qa_pixel", qa_flags=("clouds",))
+
+
+def _nanmedian_reference(dn, valid, scales, offsets):
+    refl = dn.astype("float32") * np.asarray(scales, "float32")[:, None, None]
+    refl += np.asarray(offsets, "float32")[:, None, None]
+    refl[~valid] = np.nan
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        return np.nanmedian(refl, axis=0)
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 31])
+@pytest.mark.parametrize(
+    "radiometry",
+    ["one-baseline", "mixed-baselines", "float-offsets"],
+)
+def test_selection_network_median_equals_numpy_nanmedian(t, radiometry):
+    """Every observation count 0..T, every T parity, and the three key paths (uint16 keys,
+    uint16 keys with a per-slice DN shift, float32 keys) against ``numpy.nanmedian``."""
+    rng = np.random.default_rng(t)
+    dn = rng.integers(1, 12000, (t, 40, 40)).astype("uint16")
+    dn[:, 0, :] = 777  # ties
+    valid = rng.random((t, 40, 40)) < rng.random((1, 40, 40))  # 0..T observations per pixel
+    valid[:, 1, :] = False  # a row with no observation at all
+    scales = [1e-4] * t
+    offsets = {
+        "one-baseline": [-0.1] * t,
+        "mixed-baselines": [0.0 if j % 3 else -0.1 for j in range(t)],
+        "float-offsets": [0.01234567 * (j % 2) for j in range(t)],  # not whole DN
+    }[radiometry]
+    got = _median_block(
+        valid, dn, scales=np.array(scales, "float32"), offsets=np.array(offsets, "float32")
+    )
+    want = _nanmedian_reference(dn, valid, scales, offsets)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    # One float32 ulp at most: with mixed offsets the DN are converted with one radiometry.
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-7, equal_nan=True)
+    if radiometry == "one-baseline":
+        assert np.array_equal(got, want, equal_nan=True)  # bit-identical
+
+
+def test_float_input_nan_is_not_an_observation():
+    data = np.array([[[0.1]], [[np.nan]], [[0.3]], [[0.7]]], "float32")
+    valid = np.ones((4, 1, 1), bool)
+    got = _median_block(valid, data, scales=np.ones(4, "float32"), offsets=np.zeros(4, "float32"))
+    np.testing.assert_allclose(got[0, 0], 0.3, rtol=1e-6)  # median of 0.1, 0.3, 0.7
+
+
+def test_valid_block_nodata_per_band_and_slice():
+    red = np.array([[[5, 0]], [[65535, 7]]], "uint16")
+    green = np.array([[[9, 9]], [[9, 9]]], "uint16")
+    clear = np.ones((2, 1, 2), bool)
+    # slice 0: nodata 0; slice 1: nodata 65535 (a different product version).
+    nodatas = np.array([[0, 65535], [0, 65535]], "float64")
+    valid = _valid_block(clear, red, green, nodatas=nodatas)
+    assert valid.tolist() == [[[True, False]], [[False, True]]]
