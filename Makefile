@@ -33,7 +33,7 @@ test: sample-data
 lint: install
 	$(VENV)/bin/ruff check rgb_assets rgb_assets_tests benchmarks
 
-bench: sample-data
+bench: install
 	$(PY) benchmarks/composite_bench.py
 
 clean:

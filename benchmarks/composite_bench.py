@@ -7,7 +7,8 @@ result keys). A synthetic but realistic Sentinel-2-like workload is generated on
 fields (about 30 % of pixels masked), a nodata wedge on some scenes, and pystac Items whose
 ``raster:bands`` mix offsets 0 and -0.1 (two processing baselines).
 
-Rows, all on the same 2 cores (2 threads), page cache warm, best of N runs:
+Rows, all on the same 2 cores (2 threads), page cache warm, each row in fresh processes, best
+of N runs:
 
 * decode floor: rasterio reads every input pixel of the AOI (threads over files, nothing else);
 * naive: ``odc.stac.load`` (chunks as in the odc-stac docs) then ``where(mask)``, per-time
@@ -23,6 +24,7 @@ the engine's composite to Zarr with ``rgb_assets.core.writers.write_zarr`` for a
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -597,14 +599,64 @@ def versions() -> dict[str, str]:
     return out
 
 
-def run(w: Workload, regenerate: bool, output: Path, chunk: int | None) -> dict[str, Any]:
+ROWS = ("decode_floor", "engine", "naive")
+
+
+def time_child(
+    workload_dir: Path, name: str, px: int, repeats: int, chunk: int | None, save: Path | None
+) -> dict[str, Any]:
+    """Time ``repeats`` runs of one row after a warm-up; save the last composite if asked."""
     import dask
 
+    manifest = json.loads((workload_dir / "manifest.json").read_text())
+    scene_px = int(manifest["scene_px"])
+    items = load_items(manifest)
+    geobox = aoi_geobox(scene_px, px)
+    fns: dict[str, Callable[[Any], Any]] = {
+        "decode_floor": lambda g: decode_floor(items, scene_px, g.shape[0]),
+        "engine": lambda g: engine_composite(items, g, chunk),
+        "naive": lambda g: naive_composite(items, g),
+    }
+    fn = fns[name]
+    walls, cpus, result = [], [], None
+    with dask.config.set(scheduler="threads", num_workers=THREADS):
+        fn(aoi_geobox(scene_px, 1024))  # imports, GDAL and thread pools warm
+        for _ in range(repeats):
+            result = None
+            gc.collect()
+            c0, t0 = time.process_time(), time.perf_counter()
+            result = fn(geobox)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    if save is not None and name != "decode_floor" and result is not None:
+        np.savez(save, **{str(k): v.values for k, v in result.data_vars.items()})
+    return {"walls": walls, "cpus": cpus}
+
+
+def time_row(w: Workload, name: str, repeats: int, chunk: int | None) -> dict[str, Any]:
+    save = w.dir / f"{name}_result.npz"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--time-child", str(w.dir), name]
+    cmd += [str(w.speed_px), str(repeats), str(save)] + (["--chunk", str(chunk)] if chunk else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{name} run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def load_result(path: Path) -> Any:
+    import xarray as xr
+
+    with np.load(path) as z:
+        ds = xr.Dataset({k: (("y", "x"), z[k]) for k in z.files})
+    path.unlink()
+    return ds
+
+
+def run(w: Workload, regenerate: bool, output: Path, chunk: int | None) -> dict[str, Any]:
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     manifest = ensure_workload(w, regenerate)
     items = load_items(manifest)
-    geobox = aoi_geobox(w.scene_px, w.speed_px)
     res: dict[str, Any] = {
         "mode": w.name,
         "scenes": w.scenes,
@@ -616,35 +668,29 @@ def run(w: Workload, regenerate: bool, output: Path, chunk: int | None) -> dict[
         "engine_chunk": engine_options(chunk).chunk,
         "naive_chunks": {"time": 1, "y": 2048, "x": 2048},
     }
-    rows: dict[str, Callable[[], Any]] = {
-        "decode_floor": lambda: decode_floor(items, w.scene_px, w.speed_px),
-        "engine": lambda: engine_composite(items, geobox, chunk),
-        "naive": lambda: naive_composite(items, geobox),
-    }
-    walls: dict[str, list[float]] = {k: [] for k in rows}
-    cpus: dict[str, list[float]] = {k: [] for k in rows}
-    results: dict[str, Any] = {}
-    with dask.config.set(scheduler="threads", num_workers=THREADS):
-        decode_floor(items, w.scene_px, w.speed_px)  # page cache and GDAL warm
-        engine_composite(items, aoi_geobox(w.scene_px, 512), chunk)  # imports warm
-        # Interleaved rounds, so a burst of load from elsewhere hits every row alike.
-        for r in range(w.repeats):
-            for name, fn in rows.items():
-                if name == "naive" and r >= w.naive_repeats:
-                    continue
-                results[name] = None
-                c0, t0 = time.process_time(), time.perf_counter()
-                results[name] = fn()
-                walls[name].append(time.perf_counter() - t0)
-                cpus[name].append(time.process_time() - c0)
-                print(f"  round {r + 1}: {name:<12} {walls[name][-1]:6.2f} s", flush=True)
-    for name in rows:
+    # Every row runs in a fresh process with a warm page cache: a row that churns through
+    # GBs (the naive baseline) leaves a heap that would tax whichever row ran next in the
+    # same process. Floor and engine alternate over two rounds of processes, so a burst of
+    # load from elsewhere hits both alike; each row's best run is reported.
+    decode_floor(items, w.scene_px, w.speed_px)  # page cache warm
+    walls: dict[str, list[float]] = {k: [] for k in ROWS}
+    cpus: dict[str, list[float]] = {k: [] for k in ROWS}
+    schedule = [("naive", w.naive_repeats)] + [
+        (name, w.repeats) for _ in range(2) for name in ("decode_floor", "engine")
+    ]
+    for name, repeats in schedule:
+        timing = time_row(w, name, repeats, chunk)
+        walls[name] += timing["walls"]
+        cpus[name] += timing["cpus"]
+        runs = " ".join(f"{t:.2f}" for t in timing["walls"])
+        print(f"  {name:<12} {runs} s", flush=True)
+    for name in ROWS:
         res[f"{name}_s"] = min(walls[name])
         res[f"{name}_runs_s"] = walls[name]
         res[f"{name}_cpu_s"] = min(cpus[name])
-    engine, naive = results["engine"], results["naive"]
+    engine, naive = (load_result(w.dir / f"{name}_result.npz") for name in ("engine", "naive"))
     res |= compare_naive(naive, engine)
-    del naive, results
+    del naive
     res |= compare_to_numpy(w, items, engine)
     del engine
     small, large = (measure_rss(w, px, chunk) for px in w.rss_px)
@@ -740,7 +786,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rss-child", nargs=3, metavar=("DIR", "PX", "STORE"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--time-child", nargs=5, metavar=("DIR", "ROW", "PX", "N", "SAVE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.time_child:
+        d, name, px, repeats, save = args.time_child
+        out = time_child(Path(d), name, int(px), int(repeats), args.chunk, Path(save))
+        print(json.dumps(out))
+        return 0
     if args.rss_child:
         d, px, store = args.rss_child
         print(json.dumps(rss_child(Path(d), int(px), Path(store), args.chunk)))
