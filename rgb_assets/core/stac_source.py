@@ -185,4 +185,12 @@ def sign_hrefs(items: Sequence[pystac.Item], source_url: str) -> list[pystac.Ite
         return list(items)
     import planetary_computer
 
-    return [planetary_computer.sign(it.full_copy()) for it in items]
+    signed = []
+    for it in items:
+        # Asset by asset on a clone: signing a whole item makes the package resolve its
+        # collection link (one more request per item), and the original must stay unsigned.
+        copy = it.clone()
+        for asset in copy.assets.values():
+            asset.href = planetary_computer.sign(asset.href)
+        signed.append(copy)
+    return signed

@@ -20,6 +20,7 @@ from rgb_assets.core.aoi import Aoi
 from rgb_assets.core.archive import archive_partition
 from rgb_assets.core.collections import get_collection
 from rgb_assets.core.compositing import CompositeOptions
+from rgb_assets.core.errors import StacSourceError
 from rgb_assets.core.masking import MaskRule
 from rgb_assets.core.months import Month
 from rgb_assets.core.products import make_composite
@@ -107,3 +108,141 @@ def test_unreachable_api_is_a_clear_error():
 
     with pytest.raises(StacSourceError, match="127.0.0.1:9"):
         ApiStacSource("http://127.0.0.1:9/", timeout=1, max_retries=0)
+
+
+class _FlakyProxy:
+    """A real HTTP proxy in front of the live API that answers some requests with 503 or 429
+    (as overloaded public APIs do) and forwards the rest, rewriting the API's own URL in
+    bodies so that paging links come back through the proxy."""
+
+    def __init__(self, upstream: str, fail_every: int) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        self.upstream = upstream.rstrip("/")
+        self.fail_every = fail_every
+        self.requests = 0
+        self.failures: list[int] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                proxy.requests += 1
+                n = proxy.requests
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if (n - 1) % proxy.fail_every == 0:  # the 1st, then every fail_every-th
+                    code = 429 if len(proxy.failures) % 2 else 503
+                    proxy.failures.append(code)
+                    self.send_response(code)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = body.replace(proxy.url.encode(), proxy.upstream.encode()) if body else None
+                r = httpx.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    content=body,
+                    headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+                    timeout=30,
+                )
+                out = r.content.replace(proxy.upstream.encode(), proxy.url.encode())
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = _handle
+            do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_search_retries_429_and_5xx_with_pystac_client_retry(api, own_pgstac, aoi):
+    """Every 4th request to the API fails (503, 429, 503...); pystac-client's urllib3 Retry
+    repeats each one and the paged search returns exactly what the API returns directly."""
+    req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
+    direct = [i.id for i in api.search(req)]
+    with _FlakyProxy(own_pgstac.url, fail_every=4) as proxy:
+        flaky = ApiStacSource(proxy.url, page_size=2, timeout=10, max_retries=3, backoff_factor=0)
+        got = [i.id for i in flaky.search(req)]
+    assert got == direct and len(direct) > 2  # more than one page
+    assert 503 in proxy.failures and 429 in proxy.failures
+    assert proxy.requests > 2 * len(proxy.failures)
+
+
+def test_search_gives_up_with_a_clear_error_when_retries_run_out(own_pgstac, aoi):
+    proxy = _FlakyProxy(own_pgstac.url, fail_every=1)  # every request fails
+    with proxy, pytest.raises(StacSourceError, match="cannot be opened"):
+        ApiStacSource(proxy.url, timeout=5, max_retries=2, backoff_factor=0)
+    assert len(proxy.failures) == 3  # the first try and two retries
+
+
+def test_materialized_partition_through_api_equals_local_catalog(
+    api, own_pgstac, sample_dir, tmp_path, monkeypatch
+):
+    """The Dagster job on the Dask executor, once with the STAC source set to the live API's
+    URL and once to the local catalog: same composite, and the API run's raw items link back
+    to their items on the API."""
+    from dagster import DagsterInstance, execute_job, reconstructable
+
+    from rgb_assets.aois import register_aoi
+    from rgb_assets.core.products import composite_keys
+    from rgb_assets.definitions import monthly_composite_job_def
+    from rgb_assets.partitions import partition_key
+    from rgb_assets.resources import StorageResource
+
+    feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
+    name, month = "api-e2e", Month(2019, 7)
+    composites, via = {}, {}
+    for source, url in (("api", own_pgstac.url), ("local", str(sample_dir / "collection.json"))):
+        root = tmp_path / source
+        # Read by the definitions that the executor's Dask workers import for each step.
+        monkeypatch.setenv("RGB_ASSETS_STAC_URL", url)
+        monkeypatch.setenv("RGB_ASSETS_STORAGE_ROOT", str(root))
+        storage = StorageResource(root=str(root))
+        tags = {
+            "dagster/partition": str(partition_key(name, month)),
+            "dagster/partition/aoi": name,
+            "dagster/partition/month": month.partition_key,
+        }
+        with DagsterInstance.get() as instance:
+            register_aoi(storage.aois(), instance, name, feature)
+            with execute_job(
+                reconstructable(monthly_composite_job_def), instance=instance, tags=tags
+            ) as result:
+                assert result.success, [e.message for e in result.all_events if e.is_failure]
+        zarr = Store(str(root)).local_path(composite_keys("sentinel-2-l2a", name, month)["zarr"])
+        composites[source] = xr.open_zarr(zarr, consolidated=True).load()
+        raw_items = [
+            json.loads(p.read_text())
+            for p in (root / "catalogs" / "raw").rglob("*.json")
+            if json.loads(p.read_text()).get("type") == "Feature"
+        ]
+        assert len(raw_items) == 5
+        via[source] = {
+            link["href"] for item in raw_items for link in item["links"] if link["rel"] == "via"
+        }
+    for var in ("red", "green", "blue", "clear_count"):
+        np.testing.assert_array_equal(
+            composites["api"][var].values, composites["local"][var].values
+        )
+    assert all(h.startswith(f"{own_pgstac.url}/collections/") for h in via["api"]), via["api"]
+    assert not any(h.startswith("http") for h in via["local"])
