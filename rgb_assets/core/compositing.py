@@ -1,11 +1,13 @@
 """The compositing engine: lazy load on one grid, mask, scale, per-pixel median, clear count.
 
 Design for speed and bounded memory: items are loaded with odc-stac as Dask arrays chunked
-``{"time": -1, "y": c, "x": c}``, so each task holds every observation of one spatial tile. One
-fused numpy function per tile masks, scales (per time slice: one month can mix processing
-baselines), and takes ``bottleneck.nanmedian`` over time-contiguous memory, which is several
-times faster than ``np.nanmedian`` and than xarray's generic ``median`` path. Memory is
-``T x c x c`` per task in flight, independent of the AOI size.
+``{"time": -1, "y": c, "x": c}``, so each task holds every observation of one spatial tile.
+Per tile, one task builds the observations (mask band, AOI, nodata) strip by strip, then one
+task per band scales per time slice (one month can mix processing baselines) and takes the
+median with a selection network over whole time planes (``_median_block``), equal to
+``numpy.nanmedian``, and one task counts observations. Memory is about ``T x c x c`` x 7 bytes
+per tile in flight, independent of the AOI size (see ``writers.write_zarr``); figures in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
