@@ -108,6 +108,9 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
     first = next(iter(lazy.values()))
     tile_px = first.chunksize[-2] * first.chunksize[-1]
     size = tiles_per_batch or max(1, BATCH_PIXELS_PER_THREAD * _threads() // tile_px)
+    # Tiles that do not end on Zarr chunk edges share chunks: serialise their writes.
+    inner = (*first.chunks[-2][:-1], *first.chunks[-1][:-1])
+    lock = any(c % ZARR_CHUNK for c in inner)
     for batch in _tile_batches(first.chunks[-2:], size):
         sources, targets, regions = [], [], []
         for name, arr in lazy.items():
@@ -115,7 +118,7 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
                 sources.append(arr[ys, xs].rechunk(ZARR_CHUNK))
                 targets.append(group[name])
                 regions.append((ys, xs))
-        da.store(sources, targets, regions=regions, lock=False)
+        da.store(sources, targets, regions=regions, lock=lock)
 
 
 def _blocks(height: int, width: int, size: int = BLOCK):
