@@ -1,7 +1,8 @@
 """derived_catalog: the composite's STAC item, linked to every raw item it was made from."""
 
-from dagster import AssetExecutionContext, AutomationCondition, Output, asset
+from dagster import AssetExecutionContext, Output, asset
 
+from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.core.catalogs import composite_item, derived_collection
 from rgb_assets.core.ingest import AOI_PROP
 from rgb_assets.partitions import partitions_def, split_key
@@ -14,7 +15,7 @@ from rgb_assets.resources.io_managers import CatalogPartition, CompositeOutput
     io_manager_key="catalog_io_manager",
     group_name="derived",
     kinds={"stac"},
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_UPSTREAM,
     description=__doc__,
 )
 def derived_catalog(

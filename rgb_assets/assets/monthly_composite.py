@@ -15,7 +15,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AutomationCondition,
     Config,
     MetadataValue,
     Output,
@@ -23,6 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.core.archive import RawScenes
 from rgb_assets.core.compositing import CompositeOptions
 from rgb_assets.core.masking import DEFAULT_QA_FLAGS, DEFAULT_SCL_EXCLUDE, MaskRule
@@ -143,7 +143,7 @@ def evaluate_checks(result: CompositeResult, min_clear_fraction: float) -> list[
     group_name="derived",
     kinds={"dask", "zarr", "cog"},
     check_specs=CHECKS,
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_UPSTREAM,
     description=__doc__,
 )
 def monthly_composite(

@@ -1,7 +1,8 @@
 """raw_catalog: the partition's archived items in the raw STAC catalog, replaced on re-run."""
 
-from dagster import AssetExecutionContext, AutomationCondition, Output, asset
+from dagster import AssetExecutionContext, Output, asset
 
+from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.core.archive import RawScenes
 from rgb_assets.core.catalogs import raw_catalog_item, raw_collection
 from rgb_assets.partitions import partitions_def
@@ -14,7 +15,7 @@ from rgb_assets.resources.io_managers import CatalogPartition
     io_manager_key="catalog_io_manager",
     group_name="raw",
     kinds={"stac"},
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_UPSTREAM,
     description=__doc__,
 )
 def raw_catalog(

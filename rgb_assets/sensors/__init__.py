@@ -1,9 +1,10 @@
 """Sensors: new scenes in the STAC source, AOI files in an inbox, and declarative automation.
 
 All are STOPPED by default: turn them on in the UI (Automation) or with
-``dagster sensor start``. ``automation_sensor`` evaluates the ``eager()`` automation conditions
-of raw_catalog, monthly_composite and derived_catalog, so when an upstream partition is
-materialized alone (for example raw_scenes from the UI) its downstream partitions follow.
+``dagster sensor start``. ``automation_sensor`` evaluates the automation condition of
+raw_catalog, monthly_composite and derived_catalog (``assets.automation``), so when an upstream
+partition of any month is materialized alone (for example raw_scenes from the UI) its
+downstream partitions follow.
 """
 
 from dagster import AssetSelection, AutomationConditionSensorDefinition
