@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install sample-data demo dev test lint bench clean
+.PHONY: install system-deps sample-data demo dev test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ dev: sample-data
 	mkdir -p $(DAGSTER_HOME)
 	RGB_ASSETS_DEPLOYMENT=demo $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: sample-data
+# The test suite starts real servers: PostgreSQL + PostGIS (pgstac) and Chromium (UI test).
+# Debian packages, installed once (idempotent, nothing done when present).
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then bash .ci/install-system.sh; \
+	elif command -v sudo >/dev/null; then sudo bash .ci/install-system.sh; \
+	else echo "make test needs PostgreSQL 15 + PostGIS 3 and chromium: run .ci/install-system.sh as root" >&2; exit 1; fi
+
+test: sample-data system-deps
 	$(PY) -m pytest -q
 
 lint: install

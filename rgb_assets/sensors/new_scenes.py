@@ -2,8 +2,14 @@
 
 Each tick looks at a bounded slice of the registered AOIs (round-robin), searches the last few
 complete months for each, and requests a run only for partitions whose newest ``updated`` (or,
-lacking that, ``datetime``) moved past the cursor. The run key embeds that timestamp, so a
-re-evaluated tick never launches the same work twice. A failing source is logged and skipped.
+lacking that, ``datetime``) moved past the cursor. The first time an AOI × month is seen, every
+scene there is new, so a newly registered AOI gets its recent months. The run key embeds that
+timestamp, so a re-evaluated tick never launches the same work twice.
+
+Bounded work: at most ``RGB_ASSETS_SENSOR_AOIS_PER_TICK`` AOIs per tick, and no search starts
+once ``TICK_BUDGET_S`` is spent, so a tick ends well inside Dagster's 60 s limit. A source that
+cannot be opened or searched ends the tick early (logged, cursor kept) instead of timing out
+once per AOI.
 """
 
 from __future__ import annotations
@@ -64,6 +70,12 @@ class ScenesCursor:
         return json.dumps({"pos": self.pos, "seen": self.seen}, sort_keys=True)
 
 
+# Cursor stamps taken from ``datetime`` (items without ``updated``) carry this prefix: the
+# server-side ``updated >`` filter would drop every item without ``updated``, so such months are
+# filtered client side only.
+DATETIME_STAMP = "datetime:"
+
+
 def item_stamp(item: pystac.Item) -> str:
     """The item's ``updated`` (else ``datetime``) as normalized UTC ISO text, comparable as str."""
     raw = item.properties.get("updated") or item.properties.get("datetime")
@@ -103,21 +115,40 @@ def _open(stac: StacSourceResource) -> StacSource:
     return open_source(stac.url)
 
 
-def _search_newer(
-    source: StacSource, request: SearchRequest, seen: str | None
-) -> list[pystac.Item]:
-    """Items newer than ``seen``; filtered server side when possible and always client side."""
-    items: list[pystac.Item]
-    if seen:
-        try:
-            items = source.search(
-                SearchRequest(request.collection_id, request.aoi, request.month, updated_after=seen)
-            )
-        except StacSourceError:
-            items = source.search(request)  # a server without `updated` queryable support
-    else:
-        items = source.search(request)
-    return [it for it in items if not seen or item_stamp(it) > seen]
+def cursor_stamp(items: list[pystac.Item]) -> str:
+    """The newest stamp of ``items`` as kept in the cursor (prefixed when not ``updated``)."""
+    newest = max(items, key=item_stamp)
+    stamp = item_stamp(newest)
+    return stamp if newest.properties.get("updated") else DATETIME_STAMP + stamp
+
+
+@dataclass
+class _Searcher:
+    """Searches for one tick: server-side ``updated`` filter until the server rejects it."""
+
+    source: StacSource
+    server_filter: bool = True
+
+    def newer(self, request: SearchRequest, seen: str | None) -> list[pystac.Item]:
+        """Items newer than ``seen``; filtered server side when possible, always client side.
+
+        Raises StacSourceError when the source fails even without the filter (an outage).
+        """
+        stamp = seen.removeprefix(DATETIME_STAMP) if seen else None
+        items: list[pystac.Item] | None = None
+        if seen and self.server_filter and not seen.startswith(DATETIME_STAMP):
+            try:
+                items = self.source.search(
+                    SearchRequest(
+                        request.collection_id, request.aoi, request.month, updated_after=seen
+                    )
+                )
+            except StacSourceError:
+                # No `updated` queryable, or the source is down: the plain search tells which.
+                self.server_filter = False
+        if items is None:
+            items = self.source.search(request)
+        return [it for it in items if not stamp or item_stamp(it) > stamp]
 
 
 def evaluate_new_scenes(
@@ -144,30 +175,47 @@ def evaluate_new_scenes(
     start = cursor.pos % len(names)
     batch = [names[(start + i) % len(names)] for i in range(min(per_tick, len(names)))]
 
+    # Forget AOIs that were removed and months that left the lookback.
+    keep = {m.key for m in months}
+    cursor.seen = {
+        n: {k: v for k, v in by_month.items() if k in keep}
+        for n, by_month in cursor.seen.items()
+        if n in names
+    }
+    searcher = _Searcher(source)
     runs: list[RunRequest] = []
     new_partitions: list[str] = []
     done = 0
+    outage: StacSourceError | None = None
     for name in batch:
         if time.monotonic() - started > TICK_BUDGET_S:
             context.log.info(f"tick budget spent after {done} AOIs; continuing next tick")
             break
-        done += 1
         try:
             aoi = registry.get(name)
         except InputError as e:
+            done += 1
             context.log.warning(f"AOI {name!r} skipped: {e}")
             continue
         seen_by_month = cursor.seen.setdefault(name, {})
+        found: dict[Month, list[pystac.Item]] = {}
         for month in months:
-            seen = seen_by_month.get(month.key)
+            if time.monotonic() - started > TICK_BUDGET_S:
+                break
             try:
-                items = _search_newer(source, SearchRequest(collection_id, aoi, month), seen)
+                found[month] = searcher.newer(
+                    SearchRequest(collection_id, aoi, month), seen_by_month.get(month.key)
+                )
             except StacSourceError as e:
-                context.log.warning(f"search for {name} {month} failed, skipped: {e}")
-                continue
+                outage = e
+                break
+        if outage is not None or len(found) < len(months):
+            break  # this AOI is retried from scratch next tick
+        done += 1
+        for month, items in found.items():
             if not items:
                 continue
-            newest = max(item_stamp(it) for it in items)
+            newest = cursor_stamp(items)
             seen_by_month[month.key] = newest
             if name not in new_partitions and not context.instance.has_dynamic_partition(
                 aoi_partitions.name, name
@@ -184,13 +232,16 @@ def evaluate_new_scenes(
                     },
                 )
             )
+    if outage is not None:
+        context.log.warning(f"STAC source failing, tick ended after {done} AOIs: {outage}")
     cursor.pos = (start + done) % len(names)
     requests = [AddDynamicPartitionsRequest(aoi_partitions.name, new_partitions)]
+    skip = None if runs else (str(outage) if outage is not None else "no new scenes")
     return SensorResult(
         run_requests=runs,
         cursor=cursor.dumps(),
         dynamic_partitions_requests=requests if new_partitions else None,
-        skip_reason=None if runs else "no new scenes",
+        skip_reason=skip,
     )
 
 

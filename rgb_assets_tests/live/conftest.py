@@ -68,14 +68,19 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT the group (dagster dev shuts its children down), then SIGKILL what lingers."""
+def _stop(proc: subprocess.Popen[bytes]) -> list[str]:
+    """SIGINT the group (dagster dev shuts its children down); SIGKILL what lingers.
+
+    Returns what had to be killed, so the caller can fail on an unclean shutdown.
+    """
     pgid = proc.pid
+    problems: list[str] = []
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGINT)
     try:
         proc.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        problems.append(f"dagster dev ignored SIGINT for {STOP_TIMEOUT_S:.0f} s")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
         proc.wait(timeout=STOP_TIMEOUT_S)
@@ -83,19 +88,24 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.5)
     if group_alive(pgid):  # children (code server, run workers) that outlived the parent
+        problems.append("processes of dagster dev survived its exit")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
         time.sleep(1)
+    return problems
 
 
-@pytest.fixture(scope="session")
-def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
+@contextlib.contextmanager
+def dagster_dev(
+    base: Path, env_extra: dict[str, str] | None = None, instance_yaml: str = ""
+) -> Iterator[LiveDagster]:
+    """``dagster dev`` (webserver + daemon) on 127.0.0.1 with a fresh ``DAGSTER_HOME`` under
+    ``base``, the demo deployment and its own store; stopped with SIGINT, checked clean."""
     if not SAMPLE_COLLECTION.exists():
         pytest.fail(f"sample catalog missing at {SAMPLE_COLLECTION}: run `make sample-data`")
-    base = tmp_path_factory.mktemp("live-dagster")
     home = base / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + instance_yaml)
     storage_root = base / "store"
     port = free_port()
     env = {
@@ -105,6 +115,7 @@ def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagst
         "RGB_ASSETS_STORAGE_ROOT": str(storage_root),
         "RGB_ASSETS_STAC_URL": str(SAMPLE_COLLECTION),
         "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
     }
     env.pop("RGB_ASSETS_DASK_SCHEDULER", None)
     dagster = Path(sys.executable).parent / "dagster"
@@ -141,9 +152,16 @@ def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagst
         _wait_for_location(server)
         yield server
     finally:
-        _stop(proc)
+        problems = _stop(proc)
         assert not is_listening(port), f"port {port} still listening after shutdown"
         assert not group_alive(proc.pid), "processes of dagster dev survived shutdown"
+        assert not problems, f"unclean shutdown: {problems}\n{server.tail()}"
+
+
+@pytest.fixture(scope="session")
+def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
+    with dagster_dev(tmp_path_factory.mktemp("live-dagster")) as server:
+        yield server
 
 
 def _wait_for_location(server: LiveDagster) -> None:

@@ -1,10 +1,14 @@
 """End to end against a real ``dagster dev``: GraphQL launches, the request API, the new-scenes
-sensor on a live pgstac, and the UI in headless Chromium. Slow (minutes); marker ``live``.
+sensor ticked by the daemon against a live pgstac, and the UI in headless Chromium. Slow
+(minutes); marker ``live``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,14 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
-from dagster import DagsterInstance, build_sensor_context
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from rgb_assets.core.months import Month
 from rgb_assets.partitions import aoi_partitions, partition_key
 from rgb_assets.resources import StacSourceResource, StorageResource
-from rgb_assets.sensors.new_scenes import ScenesCursor, new_scenes_sensor
-from rgb_assets_tests.live.conftest import REPO, SAMPLE_COLLECTION, LiveDagster, free_port
+from rgb_assets_tests.live.conftest import (
+    REPO,
+    SAMPLE_COLLECTION,
+    LiveDagster,
+    dagster_dev,
+    free_port,
+)
+from rgb_assets_tests.servers.pgstac import PgStacServer, pgstac_server
 
 pytestmark = pytest.mark.live
 
@@ -142,6 +151,7 @@ def _run_ids(server: LiveDagster) -> set[str]:
 
 
 def test_request_api_end_to_end(live_dagster: LiveDagster, request_api: str) -> None:
+    _register_sample_aoi(live_dagster)  # so the request finds the geometry under its name
     body = {
         "aoi": _feature(),
         "toi": "2019-06-01/2019-08-31",
@@ -188,48 +198,143 @@ def _sample_items(month: str) -> list[dict[str, Any]]:
     return items
 
 
-def test_new_scenes_sensor_on_live_pgstac(
-    pgstac: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+SENSOR = "new_scenes_sensor"
+ELSEWHERE = {  # an AOI with no scenes in the source: must never get a run
+    "type": "Polygon",
+    "coordinates": [[[10.0, 50.0], [10.01, 50.0], [10.01, 50.01], [10.0, 50.01], [10.0, 50.0]]],
+}
+
+
+@pytest.fixture
+def sensor_dagster(tmp_path: Path) -> Iterator[tuple[LiveDagster, PgStacServer]]:
+    """Its own pgstac holding July and August 2019 of the sample, and a ``dagster dev`` whose
+    STAC source is that API. Runs stay queued (``max_concurrent_runs: 0``): this test is about
+    what the sensor launches; the other live tests prove launched runs succeed."""
+    with pgstac_server(tmp_path / "pgstac") as api:
+        collection = json.loads(SAMPLE_COLLECTION.read_text())
+        collection["links"] = []
+        api.load_collection(collection)
+        api.load_items(_sample_items("201907") + _sample_items("201908"))
+        env = {
+            "RGB_ASSETS_STAC_URL": api.url,
+            "RGB_ASSETS_SENSOR_REFERENCE_MONTH": "2019-08",
+            "RGB_ASSETS_SENSOR_LOOKBACK_MONTHS": "3",  # June (no scenes here), July, August
+        }
+        queue = "run_queue:\n  max_concurrent_runs: 0\n"
+        with dagster_dev(tmp_path / "dagster", env, queue) as server:
+            yield server, api
+
+
+def _sensor_runs(server: LiveDagster) -> dict[str, dict[str, str]]:
+    """run id → tags of every run the new-scenes sensor launched."""
+    data = _gql(
+        server,
+        """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs {
+          results { runId tags { key value } } } } }""",
+        {"f": {"tags": [{"key": "dagster/sensor_name", "value": SENSOR}]}},
+    )
+    return {
+        r["runId"]: {t["key"]: t["value"] for t in r["tags"]}
+        for r in data["runsOrError"]["results"]
+    }
+
+
+def _ticks(server: LiveDagster) -> list[dict[str, Any]]:
+    data = _gql(
+        server,
+        """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
+          __typename ... on Sensor { sensorState { ticks(limit: 20) {
+            status timestamp runIds skipReason error { message } } } } } }""",
+        {
+            "s": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "sensorName": SENSOR,
+            }
+        },
+    )
+    return list(data["sensorOrError"]["sensorState"]["ticks"])
+
+
+def _next_tick(server: LiveDagster, after: float, timeout_s: float = 150) -> dict[str, Any]:
+    """The first finished tick that started after ``after`` (epoch seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = [
+            t
+            for t in _ticks(server)
+            if t["timestamp"] > after and t["status"] in ("SUCCESS", "SKIPPED", "FAILURE")
+        ]
+        if done:
+            tick = min(done, key=lambda t: t["timestamp"])
+            assert tick["status"] != "FAILURE", f"{tick}\n{server.tail()}"
+            return tick
+        time.sleep(2)
+    pytest.fail(f"no sensor tick after {after} within {timeout_s:.0f} s\n{server.tail()}")
+
+
+def test_new_scenes_sensor_launches_exactly_the_affected_partition(
+    sensor_dagster: tuple[LiveDagster, PgStacServer],
 ) -> None:
-    collection = json.loads(SAMPLE_COLLECTION.read_text())
-    collection["links"] = []
-    pgstac.load_collection(collection)
+    """The daemon ticks the sensor against the live pgstac: the first tick launches the months
+    with scenes for the AOI that has any; a scene added through the Transactions API launches
+    exactly its AOI x month on the next tick; a tick with nothing new launches nothing."""
+    server, api = sensor_dagster
+    cli = Path(sys.executable).parent / "rgb-assets"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(server.home),
+        "RGB_ASSETS_DEPLOYMENT": "demo",
+        "RGB_ASSETS_STORAGE_ROOT": str(server.storage_root),
+    }
+    elsewhere = server.home.parent / "elsewhere.geojson"
+    elsewhere.write_text(json.dumps(ELSEWHERE))
+    for name, path in ((AOI_NAME, SAMPLE_AOI), ("elsewhere", elsewhere)):
+        added = subprocess.run(
+            [str(cli), "aoi", "add", name, str(path)], env=env, capture_output=True, text=True
+        )
+        assert added.returncode == 0, added.stderr
+
+    started = _gql(
+        server,
+        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+          __typename ... on PythonError { message } } }""",
+        {
+            "s": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "sensorName": SENSOR,
+            }
+        },
+    )["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    t0 = time.time() - 5
+
+    first = _next_tick(server, t0)
+    runs = _sensor_runs(server)
+    assert sorted(first["runIds"]) == sorted(runs)
+    assert sorted(tags["dagster/partition"] for tags in runs.values()) == [
+        f"{AOI_NAME}|2019-07-01",
+        f"{AOI_NAME}|2019-08-01",
+    ]
+
     july = _sample_items("201907")
-    assert july
-    pgstac.load_items(july)
+    new = json.loads(json.dumps(july[-1]))
+    new["id"] = "S2_L2A_RO_SAMPLE_20190720_NEW"
+    new["properties"]["datetime"] = "2019-07-20T09:30:00Z"
+    new["properties"]["updated"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    api.add_item(new)
+    t1 = time.time()
 
-    monkeypatch.setenv("RGB_ASSETS_SENSOR_REFERENCE_MONTH", "2019-07")
-    monkeypatch.setenv("RGB_ASSETS_SENSOR_LOOKBACK_MONTHS", "2")
-    storage = StorageResource(root=str(tmp_path / "store"))
-    stac = StacSourceResource(url=pgstac.url, collection="sentinel-2-l2a", timeout_s=10)
-    storage.aois().add(AOI_NAME, _feature())
-    resources = {"stac": stac, "storage": storage}
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(aoi_partitions.name, [AOI_NAME])
+    second = _next_tick(server, t1)
+    launched = {rid: tags for rid, tags in _sensor_runs(server).items() if rid not in runs}
+    assert sorted(second["runIds"]) == sorted(launched), second
+    assert [tags["dagster/partition"] for tags in launched.values()] == [f"{AOI_NAME}|2019-07-01"]
+    assert [tags["rgb_assets/new_items"] for tags in launched.values()] == ["1"]
 
-        def tick(cursor: str | None) -> Any:
-            ctx = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-            return new_scenes_sensor(ctx)
-
-        first = tick(None)
-        seen = ScenesCursor.parse(first.cursor).seen[AOI_NAME]
-        assert set(seen) == {"2019-07"}  # June has no items in this source
-        assert [r.partition_key for r in first.run_requests] == [f"{AOI_NAME}|2019-07-01"]
-
-        new = json.loads(json.dumps(july[-1]))
-        new["id"] = "S2_L2A_RO_SAMPLE_20190720_NEW"
-        new["properties"]["datetime"] = "2019-07-20T09:30:00Z"
-        new["properties"]["updated"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        pgstac.add_item(new)
-
-        second = tick(first.cursor)
-        assert [r.partition_key for r in second.run_requests] == [f"{AOI_NAME}|2019-07-01"]
-        assert second.run_requests[0].run_key.startswith(f"{AOI_NAME}|2019-07-01|")
-        assert second.run_requests[0].run_key != first.run_requests[0].run_key
-        assert second.run_requests[0].tags["rgb_assets/new_items"] == "1"
-
-        third = tick(second.cursor)
-        assert not third.run_requests
+    third = _next_tick(server, second["timestamp"] + 1)
+    assert third["status"] == "SKIPPED" and not third["runIds"], third
+    assert len(_sensor_runs(server)) == 3
 
 
 def _wait_for_texts(page: Any, texts: list[str], timeout_ms: int = 60_000) -> None:
