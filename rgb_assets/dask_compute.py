@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dagster import MetadataValue
+
 
 @dataclass
 class ClusterReport:
@@ -42,3 +44,26 @@ def cluster_compute() -> Iterator[ClusterReport]:
             yield report
         report.tasks = len(ts.data)
         report.workers_used = {t["worker"] for t in ts.data}
+
+
+def step_dashboard() -> str | None:
+    """The Dask dashboard of the cluster running this step, or None outside a Dask worker.
+
+    Steps that do no Dask computation of their own still run on a worker under the dask
+    executor; recording the link lets a run's metadata lead to its cluster's task stream.
+    """
+    try:
+        from distributed import get_client, get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+    try:
+        return get_client().dashboard_link
+    except Exception:  # a dashboard link is informative only; never fail a step over it
+        return None
+
+
+def dashboard_metadata(link: str | None) -> MetadataValue | str:
+    """Dagster metadata for a dashboard link: a URL, or "in-process" without a cluster."""
+    return MetadataValue.url(link) if link else "in-process"

@@ -4,14 +4,15 @@ dagster-dask's executor creates a ``LocalCluster`` per run and only closes its `
 the cluster's scheduler and worker processes are left to die with the run process, which
 logs "Restarting worker" and leaked-semaphore warnings and can leave workers behind. Here the
 local cluster is a context manager around the run, sized to the machine by default (one
-single-threaded worker per core, as dagster-dask does), and closed cleanly afterwards. An
-``existing`` scheduler address is used as is and never shut down.
+single-threaded worker per core, as dagster-dask does, but the user's ``n_workers`` and
+``threads_per_worker`` are kept), and closed cleanly afterwards. An ``existing`` scheduler
+address is used as is and never shut down.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import Field, Permissive, Selector, StringSource, executor
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
@@ -19,6 +20,20 @@ from dagster._core.events import DagsterEvent
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster_dask.executor import DaskExecutor
+from dask.system import CPU_COUNT
+
+
+def local_cluster_kwargs(user: dict[str, Any] | None) -> dict[str, Any]:
+    """LocalCluster arguments: the user's as given, defaults only for what they left out.
+
+    dagster-dask's ``build_dict`` overwrites ``threads_per_worker`` with 1 whatever the user
+    set; here 1 thread per worker and one worker per CPU are defaults. ``CPU_COUNT`` honours
+    cgroup quotas and CPU affinity, unlike ``os.cpu_count()``.
+    """
+    config = dict(user or {})
+    config.setdefault("n_workers", CPU_COUNT)
+    config.setdefault("threads_per_worker", 1)
+    return config
 
 
 class ManagedDaskExecutor(DaskExecutor):
@@ -32,9 +47,7 @@ class ManagedDaskExecutor(DaskExecutor):
             return
         from distributed import LocalCluster
 
-        config = self.build_dict(plan_context.job_name)
-        config.setdefault("n_workers", os.cpu_count() or 1)
-        config.setdefault("threads_per_worker", 1)
+        config = local_cluster_kwargs(self.cluster_configuration)
         with LocalCluster(**config) as cluster:
             inner = DaskExecutor("existing", {"address": cluster.scheduler_address})
             yield from inner.execute(plan_context, execution_plan)

@@ -37,7 +37,9 @@ def split_key(key: object) -> tuple[str, Month]:
 def check_month_in_range(month: Month, field: str = "month") -> Month:
     """Refuse months the partitions do not cover (before the first, or not yet complete)."""
     keys = month_partitions.get_partition_keys()
+    if not keys:
+        raise InputError(field, f"{month.key}: no month is complete yet since {FIRST_MONTH}")
     if month.partition_key not in keys:
-        first, last = keys[0][:7], keys[-1][:7] if keys else "-"
+        first, last = keys[0][:7], keys[-1][:7]
         raise InputError(field, f"{month.key} is outside the partition range {first}..{last}")
     return month

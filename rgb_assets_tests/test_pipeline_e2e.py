@@ -226,6 +226,24 @@ def test_run_metadata_and_dask_cluster(pipeline):
     assert 0.9 < md["clear_fraction"] <= 1.0
     assert md["dask_dashboard"].startswith("http")
     assert md["dask_workers_used"] == md["dask_workers_total"] >= 2
+    dashboard = md["dask_dashboard"]
+    # Every asset records counts, timings, where its output went, and the run's dashboard.
+    raw = _materialization(pipeline["instance"], "raw_scenes", pipeline["runs"][0])
+    assert raw["item_count"] == raw["archived_count"] == raw["scene_count"] == 5
+    assert raw["intact_count"] == raw["skipped_count"] == 0
+    assert {"search_s", "total_s", "step_s"} <= set(raw["timings"])
+    assert Path(raw["manifest"]).is_file() and Path(raw["archive_folder"]).is_dir()
+    raw_cat = _materialization(pipeline["instance"], "raw_catalog", pipeline["runs"][0])
+    assert raw_cat["scene_count"] == 5 and raw_cat["skipped_count"] == 0
+    assert "build_s" in raw_cat["timings"]
+    assert Path(raw_cat["partition_folder"]).is_dir()
+    derived = _materialization(pipeline["instance"], "derived_catalog", pipeline["runs"][0])
+    assert derived["scene_count"] == derived["derived_from"] == 5
+    assert "build_s" in derived["timings"]
+    assert Path(derived["item"]).is_file() and Path(derived["cog"]).is_file()
+    # All steps of one run share the run's cluster, hence one dashboard.
+    for step in (raw, raw_cat, derived):
+        assert step["dask_dashboard"] == dashboard
 
 
 def test_month_without_scenes_is_an_explicit_no_data_success(pipeline):

@@ -5,6 +5,7 @@ composite IO manager as Zarr, analysis COG, visual COG and thumbnail. Three bloc
 checks gate publication to the derived catalog.
 """
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,9 @@ from pydantic import Field
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.core.archive import RawScenes
+from rgb_assets.core.collections import CollectionSpec
 from rgb_assets.core.compositing import CompositeOptions
+from rgb_assets.core.errors import InputError
 from rgb_assets.core.masking import DEFAULT_QA_FLAGS, DEFAULT_SCL_EXCLUDE, MaskRule
 from rgb_assets.core.products import CompositeResult, make_composite
 from rgb_assets.core.radiometry import PLAUSIBLE_REFLECTANCE
@@ -62,6 +65,21 @@ class CompositeConfig(Config):
     min_clear_fraction: float = Field(
         default=0.05, ge=0, le=1, description="Coverage check: minimum clear fraction of the AOI"
     )
+
+
+def validate_bands(bands: list[str], spec: CollectionSpec) -> tuple[str, ...]:
+    """The requested bands, checked before anything runs: the visual COG and thumbnail are
+    3-band images, so exactly three distinct bands the collection defines."""
+    unknown = [b for b in bands if b not in spec.bands]
+    if unknown:
+        raise InputError(
+            "bands", f"{unknown} are not bands of {spec.key} (available: {', '.join(spec.bands)})"
+        )
+    if len(bands) != 3 or len(set(bands)) != 3:
+        raise InputError(
+            "bands", f"{list(bands)}: give exactly three distinct bands (red, green, blue order)"
+        )
+    return tuple(bands)
 
 
 CHECKS = [
@@ -155,6 +173,7 @@ def monthly_composite(
 ):  # type: ignore[no-untyped-def]
     aoi_name, month = split_key(context.partition_key)
     spec = stac.spec()
+    bands = validate_bands(config.bands, spec)
     aoi = storage.aois().get(aoi_name)
     rule = MaskRule(
         kind=spec.mask_kind,
@@ -166,17 +185,30 @@ def monthly_composite(
     )
     options = CompositeOptions(
         mask=rule,
-        bands=tuple(config.bands),
+        bands=bands,
         resampling=config.resampling,
         clip_to_aoi=config.clip_to_aoi,
         chunk=config.chunk,
     )
     staging = Path(tempfile.mkdtemp(prefix=f"rgb-composite-{aoi_name}-{month.key}-"))
+    result: CompositeResult | None = None
     t0 = time.perf_counter()
-    with cluster_compute() as cluster:
-        result = make_composite(
-            raw_scenes, spec, aoi, options, staging, crs=config.crs, resolution=config.resolution
-        )
+    try:
+        with cluster_compute() as cluster:
+            result = make_composite(
+                raw_scenes,
+                spec,
+                aoi,
+                options,
+                staging,
+                crs=config.crs,
+                resolution=config.resolution,
+            )
+    finally:
+        # A staged composite is handed to the IO manager, which publishes and discards it;
+        # anything else (no data, an exception) must not leave the folder behind.
+        if result is None or result.staging != str(staging):
+            shutil.rmtree(staging, ignore_errors=True)
     elapsed = time.perf_counter() - t0
     outcome = "no data" if result.no_data else "composited"
     if result.no_data:

@@ -1,11 +1,14 @@
 """raw_scenes: search the STAC source for the AOI × month and archive what composites need."""
 
+import time
 from typing import Literal
 
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from rgb_assets.core import layout
 from rgb_assets.core.archive import RawScenes, archive_partition
+from rgb_assets.dask_compute import dashboard_metadata, step_dashboard
 from rgb_assets.partitions import check_month_in_range, partitions_def, split_key
 from rgb_assets.resources import StacSourceResource, StorageResource
 
@@ -36,15 +39,18 @@ def raw_scenes(
     stac: StacSourceResource,
     storage: StorageResource,
 ) -> Output[RawScenes]:
+    t0 = time.perf_counter()
     aoi_name, month = split_key(context.partition_key)
     check_month_in_range(month)
     aoi = storage.aois().get(aoi_name)
+    spec = stac.spec()
+    store = storage.store()
     raw = archive_partition(
         stac.open(),
-        stac.spec(),
+        spec,
         aoi,
         month,
-        storage.store(),
+        store,
         max_cloud_cover=config.max_cloud_cover,
         mode=config.archive_mode,
         platforms=tuple(config.platforms) if config.platforms is not None else None,
@@ -60,9 +66,22 @@ def raw_scenes(
             "source": raw.source_url,
             "skipped": MetadataValue.json(raw.skipped),
             "bytes_written": raw.stats.get("bytes_written", 0),
+            "item_count": raw.stats.get("found", 0),
+            "archived_count": raw.stats.get("archived", 0),
+            "intact_count": raw.stats.get("intact", 0),
+            "skipped_count": len(raw.skipped),
+            "source_verified": MetadataValue.json(raw.stats.get("source_verified", {})),
             "timings": MetadataValue.json(
                 {k: raw.stats[k] for k in ("search_s", "total_s") if k in raw.stats}
+                | {"step_s": round(time.perf_counter() - t0, 3)}
             ),
+            "manifest": MetadataValue.path(
+                store.uri(layout.raw_manifest(spec.key, aoi.name, month))
+            ),
+            "archive_folder": MetadataValue.path(
+                store.uri(layout.raw_partition(spec.key, aoi.name, month))
+            ),
+            "dask_dashboard": dashboard_metadata(step_dashboard()),
             "stats": MetadataValue.json(raw.stats),
             "items": MetadataValue.json([i.id for i in raw.items]),
         },

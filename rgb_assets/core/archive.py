@@ -33,6 +33,11 @@ class RawScenes:
     items: list[pystac.Item] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # Source item id -> asset key -> how the source was verified against the item's declared
+    # file:checksum / file:size: "checksum" (whole copies, mode "full"), "size" (clipped reads
+    # check the declared size; a clip is new bytes, so no checksum), or "unverifiable" (nothing
+    # declared). Items archived this run are listed; intact ones from an earlier run are not.
+    source_verification: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -60,7 +65,6 @@ def archive_partition(
     )
     found = source.search(request)
     t_search = time.perf_counter() - t0
-    readable = {it.id: it for it in sign_hrefs(found, source.url)}
     result = RawScenes(spec.key, aoi.name, month, source.url)
     counts = {"archived": 0, "intact": 0, "outside": 0}
     written = 0
@@ -70,11 +74,14 @@ def archive_partition(
         except MissingAssetError as e:
             result.skipped.append({"item": item.id, "reason": str(e)})
             continue
-        outcome = ingest_item(
-            resolved, aoi, month, store, spec.key, mode=mode, read_item=readable[item.id]
-        )
+        # Signed right before reading: SAS tokens expire within the hour and a month of
+        # scenes can take longer; skipped items need no token. The signed copy is only read.
+        (readable,) = sign_hrefs([item], source.url)
+        outcome = ingest_item(resolved, aoi, month, store, spec.key, mode=mode, read_item=readable)
         counts[outcome.status] += 1
         written += outcome.bytes_written
+        if outcome.status == "archived":
+            result.source_verification[item.id] = dict(outcome.source_verification)
         if outcome.item is not None:
             folder = layout.raw_item_dir(spec.key, aoi.name, month, item.id)
             for asset in outcome.item.assets.values():
@@ -91,6 +98,12 @@ def archive_partition(
         **counts,
         "skipped": len(result.skipped),
         "bytes_written": written,
+        "source_verified": {
+            level: sum(
+                v == level for per in result.source_verification.values() for v in per.values()
+            )
+            for level in ("checksum", "size", "unverifiable")
+        },
         "search_s": round(t_search, 3),
         "total_s": round(time.perf_counter() - t0, 3),
     }
@@ -109,6 +122,7 @@ def write_manifest(raw: RawScenes, store: Store) -> str:
             "rgb_assets:source": raw.source_url,
             "rgb_assets:skipped": raw.skipped,
             "rgb_assets:stats": raw.stats,
+            "rgb_assets:source_verification": raw.source_verification,
         },
     )
     store.write_text(key, json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
@@ -128,4 +142,5 @@ def read_manifest(store: Store, collection: str, aoi: str, month: Month) -> RawS
         items=list(ic.items),
         skipped=extra.get("rgb_assets:skipped", []),
         stats=extra.get("rgb_assets:stats", {}),
+        source_verification=extra.get("rgb_assets:source_verification", {}),
     )

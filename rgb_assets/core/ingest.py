@@ -3,8 +3,11 @@
 Default mode ``clip``: read the AOI's window of each asset in the scene's *native* grid (no
 resampling; dtype, values and nodata unchanged) and write it as a COG. Mode ``full`` copies the
 whole asset byte for byte and verifies the source's ``file:checksum``/``file:size`` when the
-item declares them. Either way we record our own sha2-256 multihash and size in the archived
-item, and a re-run skips assets that are already archived and intact.
+item declares them. Clip mode never reads the whole file, so it cannot verify a checksum, but
+it checks a declared ``file:size`` against the object's size (a stat or HTTP HEAD) before
+reading. Either way we record our own sha2-256 multihash and size in the archived item, report
+per asset how far the source was verified, and a re-run skips assets already archived and
+intact. Nothing is written to the store until every asset of the item has been read and checked.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from rgb_assets.core.months import Month
 from rgb_assets.core.storage import Store
 
 ArchiveMode = Literal["clip", "full"]
+# How far a source asset was checked against its item: whole-content checksum, size only, or
+# neither (the item declares nothing we can check, or an algorithm we cannot compute).
+Verification = Literal["checksum", "size", "unverifiable"]
 AOI_PROP = "rgb_assets:aoi"
 MONTH_PROP = "rgb_assets:month"
 MODE_PROP = "rgb_assets:archive_mode"
@@ -52,7 +58,8 @@ class IngestOutcome:
     status: Literal["archived", "intact", "outside"]
     item: pystac.Item | None = None
     bytes_written: int = 0
-    verified_source_checksums: list[str] = field(default_factory=list)
+    # Asset key → how the source asset was verified (empty when nothing was read).
+    source_verification: dict[str, Verification] = field(default_factory=dict)
 
 
 def _native_window(src: rasterio.io.DatasetReader, bbox: tuple[float, ...]) -> Window | None:
@@ -108,23 +115,53 @@ def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any
     }
 
 
-def copy_whole(href: str, dest: Path, declared: pystac.Asset) -> bool:
-    """Copy the whole object and verify the declared size/checksum (True: checksum verified)."""
+def _declared_size(declared: pystac.Asset) -> int | None:
+    size = declared.extra_fields.get("file:size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def check_source_size(href: str, asset_key: str, declared: pystac.Asset) -> Verification:
+    """Compare a declared ``file:size`` with the object's size without reading its content.
+
+    Returns "size" when it matches and "unverifiable" when the item declares no size or the
+    server does not report one; raises :class:`ChecksumError` naming the asset on a mismatch.
+    """
+    expected = _declared_size(declared)
+    if expected is None:
+        return "unverifiable"
+    try:
+        fs, path = fsspec.core.url_to_fs(href)
+        actual = fs.size(path)
+    except Exception:  # no size from this server/protocol: reading will report real failures
+        return "unverifiable"
+    if actual is None:
+        return "unverifiable"
+    if int(actual) != expected:
+        raise ChecksumError(
+            f"asset {asset_key!r} ({href}): size {int(actual)} != declared file:size {expected}"
+        )
+    return "size"
+
+
+def copy_whole(href: str, dest: Path, declared: pystac.Asset, asset_key: str = "") -> Verification:
+    """Copy the whole object and verify the declared size and checksum; returns how far."""
+    name = f"asset {asset_key!r} ({href})" if asset_key else href
     with fsspec.open(href, "rb") as src, open(dest, "wb") as out:
         shutil.copyfileobj(src, out, length=1 << 20)
-    size = declared.extra_fields.get("file:size")
-    if isinstance(size, int) and dest.stat().st_size != size:
-        raise ChecksumError(f"{href}: size {dest.stat().st_size} != declared file:size {size}")
+    size = _declared_size(declared)
+    if size is not None and dest.stat().st_size != size:
+        raise ChecksumError(f"{name}: size {dest.stat().st_size} != declared file:size {size}")
+    verified: Verification = "size" if size is not None else "unverifiable"
     declared_sum = declared.extra_fields.get("file:checksum")
     if isinstance(declared_sum, str):
         try:
             ok = checksums.matches(dest, declared_sum)
         except ValueError:
-            return False  # an algorithm we cannot compute: recorded as unverified
+            return verified  # an algorithm we cannot compute: recorded as not checksum-verified
         if not ok:
-            raise ChecksumError(f"{href}: content does not match declared file:checksum")
-        return True
-    return False
+            raise ChecksumError(f"{name}: content does not match declared file:checksum")
+        return "checksum"
+    return verified
 
 
 def _intact(store: Store, key: str, aoi: Aoi, mode: ArchiveMode) -> pystac.Item | None:
@@ -239,7 +276,7 @@ def ingest_item(
     reader = read_item or r.item
     keys = list(r.asset_keys.values())
     written: dict[str, tuple[str, dict[str, Any]]] = {}
-    verified: list[str] = []
+    checks: dict[str, Verification] = {}
     total = 0
     with tempfile.TemporaryDirectory(prefix="rgb-ingest-") as tmpdir:
         staged: list[tuple[Path, str]] = []
@@ -249,13 +286,13 @@ def ingest_item(
             filename = f"{key}{suffix}"
             dest = Path(tmpdir) / filename
             if mode == "clip":
+                checks[key] = check_source_size(href, key, r.item.assets[key])
                 info = clip_to_cog(href, aoi.bbox, dest)
                 if info is None:
-                    return IngestOutcome(r.id, "outside")
+                    return IngestOutcome(r.id, "outside", source_verification=checks)
             else:
                 info = {}
-                if copy_whole(href, dest, r.item.assets[key]):
-                    verified.append(key)
+                checks[key] = copy_whole(href, dest, r.item.assets[key], key)
             info["file:size"] = dest.stat().st_size
             info["file:checksum"] = checksums.multihash_sha256(dest)
             total += info["file:size"]
@@ -265,4 +302,4 @@ def ingest_item(
             store.put_file(local, key)
     item = archived_item(r, aoi, month, mode, written)
     store.write_text(item_key, json.dumps(item.to_dict(include_self_link=False), indent=1))
-    return IngestOutcome(r.id, "archived", item, total, verified)
+    return IngestOutcome(r.id, "archived", item, total, checks)

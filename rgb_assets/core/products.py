@@ -179,6 +179,9 @@ def publish_composite(result: CompositeResult, store: Store) -> CompositeFiles:
     write_cog(ds, bands, local["cog"], staging)
     write_visual(ds, bands, local["visual"], staging)
     write_thumbnail(local["visual"], local["thumbnail"])
+    # Withdraw the sidecar before replacing anything: if publishing fails midway, the mix of
+    # new and old files is never advertised as a complete product (read_published sees none).
+    store.delete(keys["sidecar"])
     sizes, sums = {}, {}
     for name, path in local.items():
         store.put_file(path, keys[name])
@@ -189,7 +192,7 @@ def publish_composite(result: CompositeResult, store: Store) -> CompositeFiles:
         keys["cog"], keys["zarr"], keys["visual"], keys["thumbnail"], sizes, sums
     )
     sidecar = {"result": _jsonable(result), "files": asdict(files)}
-    store.write_text(keys["sidecar"], json.dumps(sidecar, indent=1))
+    store.write_text(keys["sidecar"], json.dumps(sidecar, indent=1))  # last: the set is complete
     return files
 
 

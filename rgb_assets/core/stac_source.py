@@ -101,7 +101,11 @@ class LocalStacSource:
 
 
 class ApiStacSource:
-    """A STAC API searched with pystac-client (paging, CQL2 filter, retries, timeout)."""
+    """A STAC API searched with pystac-client (paging, CQL2 filter, retries, timeout).
+
+    ``timeout`` applies to each attempt (connect and each read); with ``max_retries`` a dead
+    or stalled server fails after about ``timeout * (max_retries + 1)`` seconds plus backoff.
+    """
 
     def __init__(
         self,
@@ -127,9 +131,11 @@ class ApiStacSource:
             allowed_methods=None,
             respect_retry_after_header=True,
         )
-        io = StacApiIO(headers=headers, timeout=timeout, max_retries=retry)
+        io = StacApiIO(headers=headers, max_retries=retry)
         try:
-            self._client = Client.open(url, stac_io=io)
+            # The timeout goes to Client.open: it calls stac_io.update(timeout=...), which would
+            # reset a timeout given to StacApiIO to None (requests then wait forever).
+            self._client = Client.open(url, stac_io=io, timeout=timeout)
         except Exception as e:
             raise StacSourceError(url, f"cannot be opened as a STAC API: {e}") from None
 

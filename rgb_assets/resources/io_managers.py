@@ -113,7 +113,9 @@ CATALOGS = {
 
 
 class CatalogIOManager(ConfigurableIOManager):
-    """Replaces a partition's items in the static catalog named after the asset."""
+    """Replaces a partition's items in the static catalog named after the asset, and in the
+    STAC API at ``publish_url`` when set (raw collections get a distinct id there, see
+    :func:`rgb_assets.core.publish.api_collection_id`)."""
 
     storage: StorageResource
     publish_url: str | None = None
@@ -127,12 +129,15 @@ class CatalogIOManager(ConfigurableIOManager):
         update = cat.replace_partition(obj.collection, obj.aoi, obj.month, obj.items)
         store = self.storage.store()
         if self.publish_url:
-            report = StacPublisher(self.publish_url).replace_partition(
-                obj.collection, obj.aoi, obj.month, obj.items
-            )
+            kind = "raw" if context.asset_key.path[-1] == "raw_catalog" else "derived"
+            with StacPublisher(self.publish_url) as publisher:
+                report = publisher.replace_partition(
+                    obj.collection, obj.aoi, obj.month, obj.items, kind=kind
+                )
             context.add_output_metadata(
                 {
                     "published_to": MetadataValue.url(self.publish_url),
+                    "api_collection": report.collection,
                     "api_inserted": len(report.inserted),
                     "api_updated": len(report.updated),
                     "api_deleted": len(report.deleted),

@@ -241,6 +241,78 @@ def test_missing_assets_are_the_known_legacy_items() -> None:
         assert len(resolved[key]) >= floor, (key, len(resolved[key]))
 
 
+def provider_of(o: Outcome) -> str:
+    """The provider an item came from: its folder, or for recorded searches its self link."""
+    folder = o.source.split("/")[0]
+    if folder != "cassettes":
+        return folder
+    links = [lk for lk in o.item.links if lk.rel in ("self", "root", "collection")]
+    hrefs = " ".join(lk.get_target_str() or "" for lk in links)
+    if "earth-search" in hrefs:
+        return "earth-search-v1" if "/v1" in hrefs else "earth-search-v0"
+    if "planetarycomputer" in hrefs:
+        return "planetary-computer"
+    raise AssertionError(f"{o.source} {o.item.id}: provider unknown from links {hrefs!r}")
+
+
+# The mask asset key each provider uses, per collection: a provider renaming it must be noticed.
+MASK_KEY = {
+    ("earth-search-v1", "sentinel-2-l2a"): "scl",
+    ("earth-search-v1", "sentinel-2-c1-l2a"): "scl",
+    ("earth-search-v1", "landsat-c2-l2"): "qa_pixel",
+    ("earth-search-v0", "sentinel-s2-l2a-cogs"): "SCL",
+    ("planetary-computer", "sentinel-2-l2a"): "SCL",
+    ("planetary-computer", "landsat-c2-l2"): "qa_pixel",
+    ("planetary-computer", "landsat-8-c2-l2"): "QA_PIXEL",
+    ("usgs", "landsat-c2l2-sr"): "qa_pixel",
+    ("cdse", "sentinel-2-l2a"): "SCL_20m",
+}
+PIXEL_SIZE = {SENTINEL2_L2A.key: 10.0, LANDSAT_C2_L2.key: 30.0}
+
+
+def _pixel_size(item: pystac.Item, key: str) -> float | None:
+    """The asset's pixel size from ``proj:transform`` (asset first, then item)."""
+    t = item.assets[key].extra_fields.get("proj:transform") or item.properties.get("proj:transform")
+    return float(t[0]) if t else None
+
+
+def _utm_or_polar(epsg: int) -> bool:
+    return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760 or epsg in (3031, 3413)
+
+
+def test_provider_specifics() -> None:
+    """Per provider: the mask key, Earth Search v1's declared -0.1 offset for baseline >= 04.00,
+    Landsat's 2.75e-05 scale and -0.2 offset, a projected EPSG code and the native pixel size."""
+    seen: dict[tuple[str, str], int] = {}
+    es_v1_s2_new_baseline = 0
+    for source in _sources():
+        for o in outcomes(source):
+            if o.resolved is None:
+                continue
+            r, spec, provider = o.resolved, SPEC_FOR_COLLECTION[o.collection], provider_of(o)
+            what = f"{source} {o.item.id}"
+            seen[(provider, o.collection)] = seen.get((provider, o.collection), 0) + 1
+            assert r.mask.key == MASK_KEY[(provider, o.collection)], what
+            assert r.epsg is not None and _utm_or_polar(r.epsg), (what, r.epsg)
+            red = r.bands["red"].key
+            size = _pixel_size(o.item, red)
+            assert size is not None and size == pytest.approx(PIXEL_SIZE[spec.key]), (what, size)
+            if spec is LANDSAT_C2_L2:
+                for name, band in r.bands.items():
+                    assert band.scale == pytest.approx(2.75e-05, rel=1e-9), (what, name)
+                    assert band.offset == pytest.approx(-0.2, abs=1e-12), (what, name)
+            elif provider == "earth-search-v1":
+                assert r.processing_baseline is not None, what
+                if r.processing_baseline >= "04.00":
+                    es_v1_s2_new_baseline += 1
+                    for name, band in r.bands.items():
+                        assert declared_offset(o.item, band.key) == pytest.approx(-0.1), what
+                        assert band.offset == pytest.approx(-0.1, abs=1e-12), (what, name)
+    # Every provider/collection pair is met (a vacuous pass is not a pass).
+    assert set(seen) == set(MASK_KEY), set(MASK_KEY) ^ set(seen)
+    assert es_v1_s2_new_baseline >= 13
+
+
 # --- Real Landsat 8 scenes -------------------------------------------------------------------
 
 

@@ -167,3 +167,64 @@ def test_valid_block_nodata_per_band_and_slice():
     nodatas = np.array([[0, 65535], [0, 65535]], "float64")
     valid = _valid_block(clear, red, green, nodatas=nodatas)
     assert valid.tolist() == [[[True, False]], [[False, True]]]
+
+
+# Landsat C2 L2 QA_PIXEL values as USGS writes them (LSDS-1619 table 6-3): the bits, then the
+# two-bit confidences (cloud 8-9, shadow 10-11, snow 12-13, cirrus 14-15).
+QA_CLEAR = 0b0101_0101_0100_0000  # 21824: clear (bit 6), every confidence low
+QA_WATER = QA_CLEAR | 1 << 7  # 21952: clear water
+QA_CLOUD = 0b0101_0111_0000_1000  # 22280: cloud (bit 3), high cloud confidence
+QA_SHADOW = 0b0101_1101_0101_0000  # 23888: cloud shadow (bit 4)
+QA_DILATED = QA_CLEAR | 1 << 1  # 21826: dilated cloud (bit 1)
+QA_CIRRUS = 0b1101_0101_0100_0100  # 54596: cirrus (bit 2), high cirrus confidence
+QA_SNOW = 0b0111_0101_0110_0000  # 30048: snow (bit 5)
+QA_FILL = 1  # fill (bit 0)
+
+
+def test_landsat_qa_pixel_scale_and_offset_known_answer():
+    """Reflectance = DN * 2.75e-5 - 0.2 over the clear QA_PIXEL observations, worked by hand:
+    DN 8000 → 0.02, 9000 → 0.0475, 10000 → 0.075, 11000 → 0.1025, 12000 → 0.13."""
+    qa = np.array(
+        [
+            # px0: odd, 3 clear / px1: even, 2 clear / px2: none / px3: 4 clear / px4: nodata
+            [[QA_CLEAR, QA_SHADOW, QA_FILL, QA_CLEAR, QA_CLEAR]],
+            [[QA_CLEAR, QA_WATER, QA_CLOUD, QA_WATER, QA_CLEAR]],
+            [[QA_CLOUD, QA_DILATED, QA_CIRRUS, QA_CLEAR, QA_CLEAR]],
+            [[QA_CLEAR, QA_CLEAR, QA_SNOW, QA_WATER, QA_CLEAR]],
+        ],
+        "uint16",
+    )
+    dn = np.array(
+        [
+            [[8000, 30000, 0, 8000, 0]],
+            [[12000, 9000, 30000, 12000, 8000]],
+            [[30000, 30000, 25000, 9000, 9000]],
+            [[10000, 12000, 20000, 11000, 30000]],
+        ],
+        "uint16",
+    )
+    clear = MaskRule("qa_pixel").clear(qa)
+    out = _block([dn], clear, [2.75e-5] * 4, [-0.2] * 4)
+    assert out.shape == (2, 1, 5)
+    expected = [
+        0.075,  # median(0.02, 0.13, 0.075): cloud (DN 30000) dropped
+        (0.0475 + 0.13) / 2,  # shadow and dilated cloud dropped; even count → mean of two
+        np.nan,  # fill, cloud, cirrus, snow: no clear observation
+        (0.0475 + 0.1025) / 2,  # all four clear (land and water)
+        0.0475,  # DN 0 is nodata even when QA says clear: median(0.02, 0.0475, 0.625)
+    ]
+    np.testing.assert_allclose(out[0, 0], expected, rtol=0, atol=1e-7, equal_nan=True)
+    assert out[1, 0].tolist() == [3.0, 2.0, 0.0, 4.0, 3.0]
+
+
+def test_composite_bands_are_checked_against_the_collection():
+    from rgb_assets.assets.monthly_composite import validate_bands
+    from rgb_assets.core.collections import SENTINEL2_L2A
+    from rgb_assets.core.errors import InputError
+
+    assert validate_bands(["red", "green", "blue"], SENTINEL2_L2A) == ("red", "green", "blue")
+    with pytest.raises(InputError, match=r"^bands: \['nir'\] are not bands of sentinel-2-l2a"):
+        validate_bands(["red", "green", "nir"], SENTINEL2_L2A)
+    for bad in (["red", "green"], ["red", "red", "blue"], ["red", "green", "blue", "red"]):
+        with pytest.raises(InputError, match="^bands: .*exactly three distinct"):
+            validate_bands(bad, SENTINEL2_L2A)

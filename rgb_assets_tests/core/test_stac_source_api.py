@@ -113,11 +113,23 @@ def test_unreachable_api_is_a_clear_error():
 class _FlakyProxy:
     """A real HTTP proxy in front of the live API that answers some requests with 503 or 429
     (as overloaded public APIs do) and forwards the rest, rewriting the API's own URL in
-    bodies so that paging links come back through the proxy."""
+    bodies so that paging links come back through the proxy.
 
-    def __init__(self, upstream: str, fail_every: int) -> None:
+    ``fail_every=0`` never answers 503/429; ``search_delay_s`` stalls every ``/search`` request
+    that long before answering (a hung server); ``drop_searches`` closes the connection without
+    an answer on that many first ``/search`` requests (a dropped connection)."""
+
+    def __init__(
+        self,
+        upstream: str,
+        fail_every: int = 0,
+        *,
+        search_delay_s: float = 0.0,
+        drop_searches: int = 0,
+    ) -> None:
         import http.server
         import threading
+        import time
 
         import httpx
 
@@ -125,6 +137,8 @@ class _FlakyProxy:
         self.fail_every = fail_every
         self.requests = 0
         self.failures: list[int] = []
+        self.searches = 0
+        self.dropped = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -136,7 +150,14 @@ class _FlakyProxy:
                 n = proxy.requests
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if (n - 1) % proxy.fail_every == 0:  # the 1st, then every fail_every-th
+                if self.path.startswith("/search"):
+                    proxy.searches += 1
+                    if proxy.dropped < drop_searches:
+                        proxy.dropped += 1
+                        self.close_connection = True  # no status line: the peer sees EOF
+                        return
+                    time.sleep(search_delay_s)
+                if proxy.fail_every and (n - 1) % proxy.fail_every == 0:  # 1st, every n-th
                     code = 429 if len(proxy.failures) % 2 else 503
                     proxy.failures.append(code)
                     self.send_response(code)
@@ -246,3 +267,34 @@ def test_materialized_partition_through_api_equals_local_catalog(
         )
     assert all(h.startswith(f"{own_pgstac.url}/collections/") for h in via["api"]), via["api"]
     assert not any(h.startswith("http") for h in via["local"])
+
+
+def test_stalled_search_times_out_with_a_clear_error(own_pgstac, aoi):
+    """The timeout reaches every request (pystac-client's Client.open used to reset it to None,
+    so a stalled server hung the search forever): each try gives up after ``timeout`` seconds,
+    is retried, and then the search fails with a StacSourceError naming the source."""
+    import time
+
+    req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
+    with _FlakyProxy(own_pgstac.url, search_delay_s=30) as proxy:
+        slow = ApiStacSource(proxy.url, page_size=2, timeout=1, max_retries=1, backoff_factor=0)
+        assert slow._client._stac_io.timeout == 1
+        t0 = time.monotonic()
+        with pytest.raises(StacSourceError, match=r"search failed.*(?i:timed? ?out)") as err:
+            slow.search(req)
+        elapsed = time.monotonic() - t0
+    assert proxy.url in str(err.value)
+    assert proxy.searches == 2  # the first try and one retry
+    assert elapsed < 2 * 1 + 3, elapsed  # about timeout x tries, far below the 30 s stall
+
+
+def test_search_survives_a_dropped_connection_through_retry(api, own_pgstac, aoi):
+    """The first search request's connection is closed without an answer; the retry repeats it
+    and the paged search returns what the API returns directly."""
+    req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
+    direct = [i.id for i in api.search(req)]
+    with _FlakyProxy(own_pgstac.url, drop_searches=1) as proxy:
+        source = ApiStacSource(proxy.url, page_size=2, timeout=10, max_retries=2, backoff_factor=0)
+        got = [i.id for i in source.search(req)]
+    assert got == direct and len(direct) > 2
+    assert proxy.dropped == 1 and proxy.searches == proxy.dropped + 3  # three pages answered

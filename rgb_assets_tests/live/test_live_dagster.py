@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import httpx
 import pytest
@@ -175,7 +177,8 @@ def test_request_api_end_to_end(live_dagster: LiveDagster, request_api: str) -> 
     assert status.get("status") == "done", f"{status}\n{live_dagster.tail()}"
     print(f"request {rid}: 3 partitions done in {time.monotonic() - t0:.1f} s")
     items = [p for run in status["runs"] for p in run["items"]]
-    assert len(items) == 3 and all(Path(p).is_file() for p in items), items
+    assert len(items) == 3 and all(p.startswith("file://") for p in items), items
+    assert all(Path(url2pathname(urlparse(p).path)).is_file() for p in items), items
 
     before = _run_ids(live_dagster)
     again = httpx.post(f"{request_api}/requests", json=body, timeout=60)

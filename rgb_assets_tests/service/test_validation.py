@@ -1,4 +1,5 @@
-"""The request API refuses bad input with 422 and a field-level location, before touching Dagster.
+"""The request API refuses bad input with 422 (conflicts with 409) and a field-level location,
+before touching Dagster; request ids depend only on the work asked for.
 
 The GraphQL URL points at a closed port: any test reaching Dagster would fail with 503, which
 proves validation happens first.
@@ -7,14 +8,18 @@ proves validation happens first.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
 from fastapi.testclient import TestClient
 
+from rgb_assets.core.storage import Store
 from rgb_assets.resources import StacSourceResource, StorageResource
-from rgb_assets.service.app import create_app
+from rgb_assets.service.app import create_app, item_url, parse_toi, request_id
 
 SQUARE = {
     "type": "Polygon",
@@ -174,3 +179,95 @@ def test_unknown_request_is_404(client: TestClient) -> None:
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "/requests" in client.get("/openapi.json").json()["paths"]
+
+
+# -- request ids, name conflicts, bands, item URLs (no Dagster needed) ----------------------
+
+
+def _months(toi: str) -> list[Any]:
+    return parse_toi(toi, 24)
+
+
+def test_request_id_ignores_how_the_same_work_is_written() -> None:
+    rid = request_id(SQUARE, _months("2019-06-01/2019-08-31"), "sentinel-2-l2a")
+    ring = SQUARE["coordinates"][0]
+    rotated = {"type": "Polygon", "coordinates": [ring[2:-1] + ring[:3]]}
+    reversed_ring = {"type": "Polygon", "coordinates": [ring[::-1]]}
+    multi = {"type": "MultiPolygon", "coordinates": [SQUARE["coordinates"]]}
+    for geometry in (rotated, reversed_ring, multi):
+        assert request_id(geometry, _months("2019-06-01/2019-08-31"), "sentinel-2-l2a") == rid
+    for toi in ("2019-06-01T00:00:00Z/2019-08-31T23:59:59Z", "2019-06-15/2019-08-02"):
+        assert request_id(SQUARE, _months(toi), "sentinel-2-l2a") == rid
+
+
+def test_request_id_changes_with_the_work() -> None:
+    rid = request_id(SQUARE, _months("2019-06-01/2019-08-31"), "sentinel-2-l2a")
+    moved = copy.deepcopy(SQUARE)
+    moved["coordinates"][0][1][0] += 0.001
+    assert request_id(moved, _months("2019-06-01/2019-08-31"), "sentinel-2-l2a") != rid
+    assert request_id(SQUARE, _months("2019-06-01/2019-09-01"), "sentinel-2-l2a") != rid
+    assert request_id(SQUARE, _months("2019-06-01/2019-08-31"), "landsat-c2-l2") != rid
+
+
+def _records(store_root: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((store_root / "requests").glob("*.json"))]
+
+
+def test_equivalent_posts_share_one_request(client: TestClient, tmp_path: Path) -> None:
+    # Dagster is down (503), but the request record is written first, under one id.
+    feature = {"type": "Feature", "properties": {}, "geometry": SQUARE}
+    bodies = [
+        GOOD,
+        {**GOOD, "toi": "2019-06-01T00:00:00Z/2019-08-31T23:59:59Z"},
+        {**GOOD, "aoi": feature, "bands": ["blue", "green", "red"]},
+    ]
+    for body in bodies:
+        assert client.post("/requests", json=body).status_code == 503
+    records = _records(tmp_path / "store")
+    assert len(records) == 1
+    assert records[0]["months"] == ["2019-06", "2019-07", "2019-08"]
+
+
+def test_band_subset_is_refused(client: TestClient) -> None:
+    _assert_loc(_post(client, bands=["red"]), "bands", text="missing ['green', 'blue']")
+
+
+def _conflict(client: TestClient, **changes: Any) -> dict[str, Any]:
+    r = client.post("/requests", json={**GOOD, **changes})
+    assert r.status_code == 409, r.text
+    return r.json()
+
+
+def test_name_with_another_geometry_is_a_conflict(client: TestClient, tmp_path: Path) -> None:
+    registry = StorageResource(root=str(tmp_path / "store")).aois()
+    other = copy.deepcopy(SQUARE)
+    other["coordinates"][0][2] = [22.170, 45.209]
+    registry.add("forest", other)
+    _assert_loc(_conflict(client, name="forest"), "name", text="different geometry")
+    assert registry.names() == ["forest"] and not _records(tmp_path / "store")
+
+
+def test_geometry_under_another_name_is_a_conflict(client: TestClient, tmp_path: Path) -> None:
+    registry = StorageResource(root=str(tmp_path / "store")).aois()
+    ring = SQUARE["coordinates"][0]
+    registry.add("forest", {"type": "Polygon", "coordinates": [ring[::-1]]})
+    _assert_loc(_conflict(client, name="meadow"), "name", text="registered as AOI 'forest'")
+    assert registry.names() == ["forest"] and not _records(tmp_path / "store")
+    # Without a name the registered AOI is reused (the differently ordered ring is the same area).
+    assert client.post("/requests", json=GOOD).status_code == 503
+    assert _records(tmp_path / "store")[0]["aoi"] == "forest"
+    # Once requested as "forest", the same work under another name is a conflict too.
+    _assert_loc(_conflict(client, name="meadow"), "name", text="already requested")
+
+
+def test_item_url_local_is_a_file_uri(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    store.write_text("derived/x/item.json", "{}")
+    url = item_url(store, "derived/x/item.json")
+    assert url.startswith("file:///")
+    assert Path(url2pathname(urlparse(url).path)).read_text() == "{}"
+
+
+def test_item_url_s3_keeps_the_bucket_url() -> None:
+    store = Store("s3://bucket/prefix", anon=True)
+    assert item_url(store, "derived/x/item.json") == "s3://bucket/prefix/derived/x/item.json"

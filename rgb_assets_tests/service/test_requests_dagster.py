@@ -1,0 +1,218 @@
+"""The request API against a real Dagster webserver (in-process, queued runs never execute).
+
+The webserver serves this code location over real HTTP GraphQL; its instance uses the
+``QueuedRunCoordinator`` with no daemon, so launched runs stay QUEUED and the tests can observe
+exactly which runs a request launched, then fail, cancel or delete them on the real instance.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from fastapi.testclient import TestClient
+
+from rgb_assets.aois import remove_aoi
+from rgb_assets.partitions import aoi_partitions
+from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.service.app import create_app
+
+QUEUED_INSTANCE = """telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+"""
+
+
+def _square(x0: float) -> dict[str, Any]:
+    return {
+        "type": "Polygon",
+        "coordinates": [
+            [[x0, 45.201], [x0 + 0.01, 45.201], [x0 + 0.01, 45.209], [x0, 45.209], [x0, 45.201]]
+        ],
+    }
+
+
+@dataclass
+class Webserver:
+    graphql_url: str
+    instance: DagsterInstance
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
+    import uvicorn
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster_webserver.app import create_app_from_workspace_process_context
+
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(QUEUED_INSTANCE)
+    instance = DagsterInstance.from_config(str(home))
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="rgb_assets.definitions", working_directory=os.getcwd()),
+        location_name="rgb_assets",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin])) as ctx:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        app = create_app_from_workspace_process_context(ctx)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.started, "in-process Dagster webserver did not start"
+        try:
+            yield Webserver(f"http://127.0.0.1:{port}/graphql", instance)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            instance.dispose()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> StorageResource:
+    return StorageResource(root=str(tmp_path / "store"))
+
+
+@pytest.fixture
+def client(webserver: Webserver, storage: StorageResource, tmp_path: Path) -> TestClient:
+    app = create_app(
+        webserver.graphql_url,
+        storage=storage,
+        stac=StacSourceResource(url=str(tmp_path / "unused"), collection="sentinel-2-l2a"),
+        max_toi_months=24,
+    )
+    return TestClient(app)
+
+
+def _runs(instance: DagsterInstance, aoi: str) -> dict[str, DagsterRunStatus]:
+    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/partition/aoi": aoi}))
+    return {r.run_id: r.status for r in runs}
+
+
+def test_post_launches_once_and_repeat_returns_same_request(
+    client: TestClient, webserver: Webserver
+) -> None:
+    body = {"aoi": _square(10.0), "toi": "2019-06-01/2019-08-31"}
+    r = client.post("/requests", json=body)
+    assert r.status_code == 202, r.text
+    first = r.json()
+    aoi = first["aoi"]
+    assert first["created"] is True and first["months"] == ["2019-06", "2019-07", "2019-08"]
+    run_ids = [x["run_id"] for x in first["runs"]]
+    assert set(_runs(webserver.instance, aoi)) == set(run_ids)
+    assert webserver.instance.has_dynamic_partition(aoi_partitions.name, aoi)
+
+    status = client.get(f"/requests/{first['request_id']}").json()
+    assert status["status"] == "running"
+    assert {x["status"] for x in status["runs"]} == {"QUEUED"}
+
+    # The same months written as datetimes: same request, nothing launched.
+    again = client.post(
+        "/requests", json={**body, "toi": "2019-06-01T00:00:00Z/2019-08-31T23:59:59Z"}
+    )
+    assert again.status_code == 202, again.text
+    assert again.json()["request_id"] == first["request_id"]
+    assert again.json()["created"] is False
+    assert [x["run_id"] for x in again.json()["runs"]] == run_ids
+    assert set(_runs(webserver.instance, aoi)) == set(run_ids)
+
+
+def test_repeat_after_aoi_removed_reregisters_and_relaunches_ended_runs(
+    client: TestClient, webserver: Webserver, storage: StorageResource
+) -> None:
+    instance = webserver.instance
+    body = {"aoi": _square(11.0), "toi": "2019-06-01/2019-09-30", "name": "removed-meanwhile"}
+    first = client.post("/requests", json=body).json()
+    aoi = first["aoi"]
+    assert aoi == "removed-meanwhile"
+    failed, canceled, deleted, kept = (x["run_id"] for x in first["runs"])
+    instance.report_run_failed(instance.get_run_by_id(failed))
+    instance.report_run_canceled(instance.get_run_by_id(canceled))
+    instance.delete_run(deleted)
+    remove_aoi(storage.aois(), instance, aoi)
+    assert aoi not in storage.aois().names()
+    assert not instance.has_dynamic_partition(aoi_partitions.name, aoi)
+
+    r = client.post("/requests", json=body)
+    assert r.status_code == 202, r.text
+    again = r.json()
+    assert again["request_id"] == first["request_id"] and again["created"] is False
+    assert aoi in storage.aois().names()
+    assert instance.has_dynamic_partition(aoi_partitions.name, aoi)
+    new_ids = [x["run_id"] for x in again["runs"]]
+    assert new_ids[3] == kept
+    assert not {failed, canceled, deleted} & set(new_ids[:3])
+    runs = _runs(instance, aoi)
+    assert all(runs[i] == DagsterRunStatus.QUEUED for i in new_ids)
+    # The failed and canceled runs stay in the history (the deleted one is gone).
+    assert runs[failed] == DagsterRunStatus.FAILURE
+    assert runs[canceled] == DagsterRunStatus.CANCELED
+    assert len(runs) == 4 - 1 + 3
+    # GET reads the relaunched runs from the stored record.
+    status = client.get(f"/requests/{first['request_id']}").json()
+    assert [x["run_id"] for x in status["runs"]] == new_ids
+
+
+def test_identical_concurrent_posts_launch_once(client: TestClient, webserver: Webserver) -> None:
+    body = {"aoi": _square(12.0), "toi": "2019-06-01/2019-07-31"}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: client.post("/requests", json=body), range(4)))
+    assert [a.status_code for a in answers] == [202] * 4, [a.text for a in answers]
+    bodies = [a.json() for a in answers]
+    assert len({b["request_id"] for b in bodies}) == 1
+    assert sorted(b["created"] for b in bodies) == [False, False, False, True]
+    assert len({tuple(x["run_id"] for x in b["runs"]) for b in bodies}) == 1
+    assert len(_runs(webserver.instance, bodies[0]["aoi"])) == 2
+
+
+def test_other_request_is_not_blocked_by_a_request_in_progress(
+    client: TestClient, storage: StorageResource
+) -> None:
+    # Hold the guard of request A as a submit in progress would (file lock, like another
+    # process); a different request B must still complete.
+    first = client.post("/requests", json={"aoi": _square(13.0), "toi": "2019-06-01/2019-06-30"})
+    rid = first.json()["request_id"]
+    store = storage.store()
+    body_a = {"aoi": _square(13.0), "toi": "2019-06-01/2019-06-30"}
+    with ThreadPoolExecutor(1) as pool:
+        with store.lock(f"requests/.{rid}.lock"):
+            blocked = pool.submit(client.post, "/requests", json=body_a)
+            other = client.post(
+                "/requests", json={"aoi": _square(14.0), "toi": "2019-06-01/2019-06-30"}
+            )
+            assert other.status_code == 202, other.text
+            assert not blocked.done()
+        assert blocked.result(timeout=60).json()["request_id"] == rid
+
+
+def test_graphql_down_is_503(storage: StorageResource, tmp_path: Path) -> None:
+    app = create_app(
+        "http://127.0.0.1:9/graphql",
+        storage=storage,
+        stac=StacSourceResource(url=str(tmp_path / "unused"), collection="sentinel-2-l2a"),
+    )
+    body = {"aoi": _square(15.0), "toi": "2019-06-01/2019-06-30"}
+    r = TestClient(app).post("/requests", json=body)
+    assert r.status_code == 503 and "unavailable" in r.text
+    # The record is kept with no run ids, so the next POST (Dagster back) launches them.
+    records = list((Path(storage.root) / "requests").glob("*.json"))
+    assert len(records) == 1
+    assert '"run_id": null' in records[0].read_text()

@@ -1,0 +1,115 @@
+"""The managed Dask executor: user cluster settings are kept, and the run's local cluster (its
+scheduler and worker processes) is gone when the run ends.
+
+A tiny two-op job runs through ``execute_job`` on the session's real DAGSTER_HOME, so steps
+execute in the cluster's worker processes, exactly as the code location's jobs do.
+"""
+
+import os
+import socket
+import time
+from urllib.parse import urlparse
+
+import psutil
+from dagster import DagsterInstance, OpExecutionContext, execute_job, job, op, reconstructable
+
+from rgb_assets.executor import dask_executor, local_cluster_kwargs
+
+
+@op
+def where_am_i(context: OpExecutionContext) -> int:
+    """Report the worker process and cluster this step ran on."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    context.add_output_metadata(
+        {
+            "pid": os.getpid(),
+            "scheduler": worker.scheduler.address,
+            "nthreads": worker.state.nthreads,
+        }
+    )
+    return os.getpid()
+
+
+@op
+def downstream(context: OpExecutionContext, pid: int) -> None:
+    context.add_output_metadata({"pid": os.getpid(), "upstream_pid": pid})
+
+
+@job(executor_def=dask_executor)
+def tiny_job() -> None:
+    downstream(where_am_i())
+
+
+def _children() -> dict[int, str]:
+    """Live child processes of this test process (zombies count as gone)."""
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out[p.pid] = " ".join(p.cmdline())
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _step_metadata(instance: DagsterInstance, run_id: str, step: str) -> dict:
+    for r in instance.get_records_for_run(run_id).records:
+        ev = r.event_log_entry.dagster_event
+        if ev and ev.step_key == step and ev.event_type_value == "STEP_OUTPUT":
+            md = ev.step_output_data.metadata
+            return {k: getattr(v, "value", v) for k, v in md.items()}
+    raise AssertionError(f"no output of {step} in run {run_id}")
+
+
+def _port_open(address: str) -> bool:
+    u = urlparse(address)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((u.hostname, u.port)) == 0
+
+
+def test_user_cluster_settings_are_kept_and_defaults_fill_the_rest():
+    from dask.system import CPU_COUNT
+
+    assert local_cluster_kwargs({"threads_per_worker": 4, "n_workers": 2}) == {
+        "threads_per_worker": 4,
+        "n_workers": 2,
+    }
+    assert local_cluster_kwargs({}) == {"n_workers": CPU_COUNT, "threads_per_worker": 1}
+
+
+def test_local_cluster_shuts_down_at_the_end_of_the_run():
+    before = _children()
+    run_config = {
+        "execution": {"config": {"cluster": {"local": {"n_workers": 2, "threads_per_worker": 2}}}}
+    }
+    with (
+        DagsterInstance.get() as instance,
+        execute_job(reconstructable(tiny_job), instance=instance, run_config=run_config) as result,
+    ):
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        first = _step_metadata(instance, result.run_id, "where_am_i")
+        second = _step_metadata(instance, result.run_id, "downstream")
+    # The steps ran in worker processes of this run's cluster, with the user's thread count.
+    assert first["pid"] != os.getpid() and second["pid"] != os.getpid()
+    assert first["nthreads"] == 2
+    worker_pids = {first["pid"], second["pid"]}
+    # Everything the cluster started is gone (allow the nannies a moment to reap).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # multiprocessing's resource tracker lives as long as this process, by design.
+        leftover = {
+            pid: cmd
+            for pid, cmd in _children().items()
+            if pid not in before and "resource_tracker" not in cmd
+        }
+        alive = [pid for pid in worker_pids if psutil.pid_exists(pid)]
+        alive = [pid for pid in alive if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        if not leftover and not alive:
+            break
+        time.sleep(0.2)
+    assert not leftover, f"processes left behind by the run: {leftover}"
+    assert not alive, f"worker processes still running: {alive}"
+    assert not _port_open(first["scheduler"]), "the run's scheduler still accepts connections"
