@@ -34,8 +34,9 @@ from rgb_assets.core.collections import (
     resolve_item,
 )
 from rgb_assets.core.masking import MaskRule
-from rgb_assets.core.radiometry import PLAUSIBLE_REFLECTANCE, to_reflectance
+from rgb_assets.core.radiometry import PLAUSIBLE_REFLECTANCE
 from rgb_assets_tests.cases import cases_dir
+from rgb_assets_tests.reference import to_reflectance
 
 pytestmark = pytest.mark.cases
 

