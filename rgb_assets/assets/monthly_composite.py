@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import rasterio
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -194,7 +195,9 @@ def monthly_composite(
     result: CompositeResult | None = None
     t0 = time.perf_counter()
     try:
-        with cluster_compute() as cluster:
+        # odc-stac captures the GDAL environment with the graph: reads of an S3-compatible
+        # store then find its endpoint on every Dask worker.
+        with cluster_compute() as cluster, rasterio.Env(**storage.gdal_options()):
             result = make_composite(
                 raw_scenes,
                 spec,

@@ -96,7 +96,7 @@ class StaticCatalog:
         self.prefix = prefix.strip("/")
         self.title = title
         self.description = description
-        self.io = stac_io()
+        self.io = stac_io(store)
 
     @property
     def root_key(self) -> str:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import fsspec
 import pystac
@@ -37,6 +38,25 @@ def sha256_file(path: str | Path) -> str:
         while block := f.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def gdal_s3_options(endpoint_url: str | None) -> dict[str, str]:
+    """GDAL configuration to read ``s3://`` hrefs from an S3-compatible endpoint (MinIO,
+    SeaweedFS, Ceph...): GDAL does not read botocore's ``AWS_ENDPOINT_URL``. Empty for AWS.
+
+    Credentials are not part of it: GDAL, like s3fs, takes them from the AWS environment
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``~/.aws``, instance roles).
+    """
+    if not endpoint_url:
+        return {}
+    parsed = urlparse(endpoint_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InputError("endpoint_url", f"{endpoint_url!r} is not an http(s) URL")
+    return {
+        "AWS_S3_ENDPOINT": parsed.netloc,
+        "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",  # path-style addressing, as S3-compatible servers expect
+    }
 
 
 def _check_key(key: str) -> str:
@@ -184,17 +204,32 @@ class Store:
 
 
 class FsspecStacIO(DefaultStacIO):
-    """pystac IO over fsspec with atomic local writes, so catalogs live wherever the store does."""
+    """pystac IO over fsspec with atomic local writes, so catalogs live wherever the store does.
+
+    With ``fs`` (the store's filesystem), remote hrefs are opened through it, so the store's
+    options (an S3-compatible endpoint, credentials) apply to catalog files too.
+    """
+
+    def __init__(self, fs: Any | None = None) -> None:
+        super().__init__()
+        self.fs = fs
+
+    def _open(self, href: str, mode: str) -> Any:
+        if self.fs is not None:
+            return self.fs.open(href, mode, encoding="utf-8")
+        return fsspec.open(href, mode, encoding="utf-8")
 
     def read_text_from_href(self, href: str) -> str:
         if href.startswith(("http://", "https://")):
             return super().read_text_from_href(href)
-        with fsspec.open(href, "r", encoding="utf-8") as f:
+        if "://" not in href or href.startswith("file://"):
+            return Path(href.removeprefix("file://")).read_text(encoding="utf-8")
+        with self._open(href, "r") as f:
             return f.read()
 
     def write_text_to_href(self, href: str, txt: str) -> None:
         if "://" in href and not href.startswith("file://"):
-            with fsspec.open(href, "w", encoding="utf-8") as f:
+            with self._open(href, "w") as f:  # one PUT: readers never see a partial object
                 f.write(txt)
             return
         path = Path(href.removeprefix("file://"))
@@ -205,5 +240,6 @@ class FsspecStacIO(DefaultStacIO):
         os.replace(tmp, path)
 
 
-def stac_io() -> pystac.StacIO:
-    return FsspecStacIO()
+def stac_io(store: Store | None = None) -> pystac.StacIO:
+    """pystac IO for catalogs in ``store`` (any store), or for local and public hrefs."""
+    return FsspecStacIO(None if store is None or store.is_local else store.fs)
