@@ -1,6 +1,7 @@
 """The compositing engine: lazy load on one grid, mask, scale, per-pixel median, clear count.
 
-Design for speed and bounded memory: items are loaded with odc-stac as Dask arrays chunked
+Design for speed and bounded memory: items are loaded (``core.loading``: odc-stac parsing,
+odc-loader reads, one task per tile) as Dask arrays chunked
 ``{"time": -1, "y": c, "x": c}``, so each task holds every observation of one spatial tile.
 Per tile, one task builds the observations (mask band, AOI, nodata) strip by strip, then one
 task per band scales per time slice (one month can mix processing baselines) and takes the
@@ -19,7 +20,6 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import odc.stac
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
@@ -27,6 +27,7 @@ from odc.geo.geom import Geometry
 from odc.geo.xr import rasterize
 
 from rgb_assets.core.collections import RGB, ResolvedItem
+from rgb_assets.core.loading import load_slices
 from rgb_assets.core.masking import MaskRule, dilate_invalid, qa_radsat_clear
 
 COUNT_BAND = "clear_count"
@@ -332,14 +333,6 @@ def _composite_block(
     return np.stack([*meds, _count_block(valid).astype(np.float32)])
 
 
-def paste_fuser(dst: np.ndarray, src: np.ndarray) -> None:
-    """odc-stac fuser for time slices of a single item: the read replaces the fill."""
-    np.copyto(dst, src)
-
-
-PASTE_FUSER = f"{__name__}.paste_fuser"
-
-
 def load_stack(
     slices: Sequence[TimeSlice],
     geobox: GeoBox,
@@ -351,20 +344,18 @@ def load_stack(
         and options.mask.use_radsat
         and all("radsat" in r.extra_masks for s in slices for r in s.items)
     )
-    items = [_load_item(r, i, options.bands, radsat) for i, s in enumerate(slices) for r in s.items]
+    items = [
+        [_load_item(r, i, options.bands, radsat) for r in s.items] for i, s in enumerate(slices)
+    ]
     measurements = [*options.bands, "mask"] + (["radsat"] if radsat else [])
     resampling = {"mask": "nearest", "radsat": "nearest", "*": options.resampling}
-    ds = odc.stac.load(
+    ds = load_slices(
         items,
-        bands=measurements,
-        geobox=geobox,
-        chunks={"time": -1, "y": options.chunk, "x": options.chunk},
-        groupby="rgb_assets:slice",
-        resampling=resampling,
-        # One item per slice (the usual case): its pixels are pasted as read, which spares
-        # odc-stac's default nodata fuser a mask and a masked copy per read.
-        fuse_func=None if any(len(s.items) > 1 for s in slices) else PASTE_FUSER,
-        fail_on_error=True,
+        [s.first.datetime for s in slices],
+        measurements,
+        geobox,
+        options.chunk,
+        resampling,
     )
     return ds, radsat
 
