@@ -46,14 +46,19 @@ def deployment_resources(deployment: str | None = None) -> dict[str, object]:
     )
     root = os.getenv("RGB_ASSETS_STORAGE_ROOT", "data/store")
     storage = StorageResource(root=root if "://" in root else os.path.abspath(root))
+    return pipeline_resources(stac, storage, os.getenv("RGB_ASSETS_PUBLISH_URL") or None)
+
+
+def pipeline_resources(
+    stac: StacSourceResource, storage: StorageResource, publish_url: str | None = None
+) -> dict[str, object]:
+    """The resources and IO managers of the four assets, all on one source and one store."""
     return {
         "stac": stac,
         "storage": storage,
         "raw_scenes_io_manager": RawScenesIOManager(storage=storage, stac=stac),
         "composite_io_manager": CompositeIOManager(storage=storage, stac=stac),
-        "catalog_io_manager": CatalogIOManager(
-            storage=storage, publish_url=os.getenv("RGB_ASSETS_PUBLISH_URL") or None
-        ),
+        "catalog_io_manager": CatalogIOManager(storage=storage, publish_url=publish_url),
     }
 
 

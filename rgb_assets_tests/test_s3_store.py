@@ -21,14 +21,9 @@ from rgb_assets.core import layout
 from rgb_assets.core.months import Month
 from rgb_assets.core.products import composite_keys
 from rgb_assets.core.storage import stac_io
-from rgb_assets.definitions import deployment_resources
+from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import partition_key
-from rgb_assets.resources import (
-    CatalogIOManager,
-    CompositeIOManager,
-    RawScenesIOManager,
-    StorageResource,
-)
+from rgb_assets.resources import StacSourceResource, StorageResource
 from rgb_assets_tests.servers.seaweedfs import SeaweedS3, seaweed_s3
 
 AOI, MONTH, COLLECTION = "carpathians-sample", Month(2019, 7), "sentinel-2-l2a"
@@ -41,15 +36,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 def _run(storage: StorageResource, sample_dir: Path, times: int = 1) -> None:
-    resources = deployment_resources("demo")
-    stac = resources["stac"].model_copy(update={"url": str(sample_dir / "collection.json")})
-    resources.update(
-        stac=stac,
-        storage=storage,
-        raw_scenes_io_manager=RawScenesIOManager(storage=storage, stac=stac),
-        composite_io_manager=CompositeIOManager(storage=storage, stac=stac),
-        catalog_io_manager=CatalogIOManager(storage=storage),
-    )
+    stac = StacSourceResource(url=str(sample_dir / "collection.json"), collection=COLLECTION)
+    resources = pipeline_resources(stac, storage)
     feature = json.loads((sample_dir.parents[1] / "data" / "sample_aoi.geojson").read_text())
     with DagsterInstance.ephemeral() as instance:
         register_aoi(storage.aois(), instance, AOI, feature)

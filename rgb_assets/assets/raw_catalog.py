@@ -32,8 +32,8 @@ def raw_catalog(
     source = stac.open()
     template = raw_collection(spec, raw_scenes.source_url or stac.url, source.collection_id(spec))
     items = [raw_catalog_item(i, raw_scenes.aoi) for i in raw_scenes.items]
-    prefix, title, description = CATALOGS["raw_catalog"]
-    cat = StaticCatalog(storage.store(), prefix, title, description)
+    store = storage.store()
+    cat = StaticCatalog(store, *CATALOGS["raw_catalog"])
     folder = cat.partition_dir(template.id, raw_scenes.aoi, raw_scenes.month)
     return Output(
         CatalogPartition(template, raw_scenes.aoi, raw_scenes.month, items),
@@ -41,7 +41,7 @@ def raw_catalog(
             "scene_count": len(items),
             "skipped_count": len(raw_scenes.skipped),
             "outcome": "no data" if not items else "cataloged",
-            "partition_folder": MetadataValue.path(storage.store().uri(folder)),
+            "partition_folder": MetadataValue.path(store.uri(folder)),
             "timings": MetadataValue.json({"build_s": round(time.perf_counter() - t0, 3)}),
             "dask_dashboard": dashboard_metadata(step_dashboard()),
         },

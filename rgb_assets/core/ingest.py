@@ -143,9 +143,9 @@ def check_source_size(href: str, asset_key: str, declared: pystac.Asset) -> Veri
     return "size"
 
 
-def copy_whole(href: str, dest: Path, declared: pystac.Asset, asset_key: str = "") -> Verification:
+def copy_whole(href: str, dest: Path, declared: pystac.Asset, asset_key: str) -> Verification:
     """Copy the whole object and verify the declared size and checksum; returns how far."""
-    name = f"asset {asset_key!r} ({href})" if asset_key else href
+    name = f"asset {asset_key!r} ({href})"
     with fsspec.open(href, "rb") as src, open(dest, "wb") as out:
         shutil.copyfileobj(src, out, length=1 << 20)
     size = _declared_size(declared)

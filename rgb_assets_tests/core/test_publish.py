@@ -196,26 +196,15 @@ def test_dagster_catalog_io_manager_publishes_partition_to_the_api(
 
     from rgb_assets.aois import register_aoi
     from rgb_assets.assets import ALL_ASSETS
-    from rgb_assets.definitions import deployment_resources
+    from rgb_assets.definitions import pipeline_resources
     from rgb_assets.partitions import partition_key
-    from rgb_assets.resources import CatalogIOManager, StorageResource
+    from rgb_assets.resources import StacSourceResource, StorageResource
 
     name, month = "carpathians-sample", Month(2019, 7)
     feature = json.loads((sample_dir.parents[1] / "data" / "sample_aoi.geojson").read_text())
     storage = StorageResource(root=str(tmp_path / "store"))
-    resources = deployment_resources("demo")
-    stac = resources["stac"].model_copy(update={"url": str(sample_dir / "collection.json")})
-    resources.update(
-        stac=stac,
-        storage=storage,
-        raw_scenes_io_manager=resources["raw_scenes_io_manager"].model_copy(
-            update={"storage": storage, "stac": stac}
-        ),
-        composite_io_manager=resources["composite_io_manager"].model_copy(
-            update={"storage": storage, "stac": stac}
-        ),
-        catalog_io_manager=CatalogIOManager(storage=storage, publish_url=pgstac.url),
-    )
+    stac = StacSourceResource(url=str(sample_dir / "collection.json"), collection="sentinel-2-l2a")
+    resources = pipeline_resources(stac, storage, publish_url=pgstac.url)
     runs = []
     with DagsterInstance.ephemeral() as instance:
         register_aoi(storage.aois(), instance, name, feature)

@@ -27,6 +27,7 @@ from rgb_assets.core.products import make_composite
 from rgb_assets.core.stac_source import ApiStacSource, LocalStacSource, SearchRequest
 from rgb_assets.core.storage import Store
 from rgb_assets_tests.servers.pgstac import pgstac_server
+from rgb_assets_tests.servers.proxy import StacApiProxy
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.live
@@ -110,98 +111,12 @@ def test_unreachable_api_is_a_clear_error():
         ApiStacSource("http://127.0.0.1:9/", timeout=1, max_retries=0)
 
 
-class _FlakyProxy:
-    """A real HTTP proxy in front of the live API that answers some requests with 503 or 429
-    (as overloaded public APIs do) and forwards the rest, rewriting the API's own URL in
-    bodies so that paging links come back through the proxy.
-
-    ``fail_every=0`` never answers 503/429; ``search_delay_s`` stalls every ``/search`` request
-    that long before answering (a hung server); ``drop_searches`` closes the connection without
-    an answer on that many first ``/search`` requests (a dropped connection)."""
-
-    def __init__(
-        self,
-        upstream: str,
-        fail_every: int = 0,
-        *,
-        search_delay_s: float = 0.0,
-        drop_searches: int = 0,
-    ) -> None:
-        import http.server
-        import threading
-        import time
-
-        import httpx
-
-        self.upstream = upstream.rstrip("/")
-        self.fail_every = fail_every
-        self.requests = 0
-        self.failures: list[int] = []
-        self.searches = 0
-        self.dropped = 0
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                proxy.requests += 1
-                n = proxy.requests
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if self.path.startswith("/search"):
-                    proxy.searches += 1
-                    if proxy.dropped < drop_searches:
-                        proxy.dropped += 1
-                        self.close_connection = True  # no status line: the peer sees EOF
-                        return
-                    time.sleep(search_delay_s)
-                if proxy.fail_every and (n - 1) % proxy.fail_every == 0:  # 1st, every n-th
-                    code = 429 if len(proxy.failures) % 2 else 503
-                    proxy.failures.append(code)
-                    self.send_response(code)
-                    self.send_header("Retry-After", "0")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = body.replace(proxy.url.encode(), proxy.upstream.encode()) if body else None
-                r = httpx.request(
-                    self.command,
-                    proxy.upstream + self.path,
-                    content=body,
-                    headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
-                    timeout=30,
-                )
-                out = r.content.replace(proxy.upstream.encode(), proxy.url.encode())
-                self.send_response(r.status_code)
-                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            do_GET = _handle
-            do_POST = _handle
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> _FlakyProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_search_retries_429_and_5xx_with_pystac_client_retry(api, own_pgstac, aoi):
     """Every 4th request to the API fails (503, 429, 503...); pystac-client's urllib3 Retry
     repeats each one and the paged search returns exactly what the API returns directly."""
     req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
     direct = [i.id for i in api.search(req)]
-    with _FlakyProxy(own_pgstac.url, fail_every=4) as proxy:
+    with StacApiProxy(own_pgstac.url, fail_every=4) as proxy:
         flaky = ApiStacSource(proxy.url, page_size=2, timeout=10, max_retries=3, backoff_factor=0)
         got = [i.id for i in flaky.search(req)]
     assert got == direct and len(direct) > 2  # more than one page
@@ -210,7 +125,7 @@ def test_search_retries_429_and_5xx_with_pystac_client_retry(api, own_pgstac, ao
 
 
 def test_search_gives_up_with_a_clear_error_when_retries_run_out(own_pgstac, aoi):
-    proxy = _FlakyProxy(own_pgstac.url, fail_every=1)  # every request fails
+    proxy = StacApiProxy(own_pgstac.url, fail_every=1)  # every request fails
     with proxy, pytest.raises(StacSourceError, match="cannot be opened"):
         ApiStacSource(proxy.url, timeout=5, max_retries=2, backoff_factor=0)
     assert len(proxy.failures) == 3  # the first try and two retries
@@ -276,7 +191,7 @@ def test_stalled_search_times_out_with_a_clear_error(own_pgstac, aoi):
     import time
 
     req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
-    with _FlakyProxy(own_pgstac.url, search_delay_s=30) as proxy:
+    with StacApiProxy(own_pgstac.url, search_delay_s=30) as proxy:
         slow = ApiStacSource(proxy.url, page_size=2, timeout=1, max_retries=1, backoff_factor=0)
         assert slow._client._stac_io.timeout == 1
         t0 = time.monotonic()
@@ -293,7 +208,7 @@ def test_search_survives_a_dropped_connection_through_retry(api, own_pgstac, aoi
     and the paged search returns what the API returns directly."""
     req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
     direct = [i.id for i in api.search(req)]
-    with _FlakyProxy(own_pgstac.url, drop_searches=1) as proxy:
+    with StacApiProxy(own_pgstac.url, drop_searches=1) as proxy:
         source = ApiStacSource(proxy.url, page_size=2, timeout=10, max_retries=2, backoff_factor=0)
         got = [i.id for i in source.search(req)]
     assert got == direct and len(direct) > 2

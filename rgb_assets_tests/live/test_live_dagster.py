@@ -32,7 +32,7 @@ from rgb_assets_tests.live.conftest import (
     dagster_dev,
     free_port,
 )
-from rgb_assets_tests.servers.pgstac import PgStacServer, pgstac_server
+from rgb_assets_tests.servers.pgstac import PgStacServer, pgstac_server, sample_item_rows
 
 pytestmark = pytest.mark.live
 
@@ -188,19 +188,6 @@ def test_request_api_end_to_end(live_dagster: LiveDagster, request_api: str) -> 
     assert _run_ids(live_dagster) == before
 
 
-def _sample_items(month: str) -> list[dict[str, Any]]:
-    """Sample catalog items of one month as pgstac rows, with absolute file:// asset hrefs."""
-    items = []
-    for path in sorted(SAMPLE_COLLECTION.parent.glob(f"S2_L2A_RO_SAMPLE_{month}*/*.json")):
-        item = json.loads(path.read_text())
-        for asset in item["assets"].values():
-            asset["href"] = (path.parent / asset["href"]).resolve().as_uri()
-        item["links"] = []
-        item["collection"] = "sentinel-2-l2a"
-        items.append(item)
-    return items
-
-
 SENSOR = "new_scenes_sensor"
 ELSEWHERE = {  # an AOI with no scenes in the source: must never get a run
     "type": "Polygon",
@@ -214,10 +201,7 @@ def sensor_dagster(tmp_path: Path) -> Iterator[tuple[LiveDagster, PgStacServer]]
     STAC source is that API. Runs stay queued (``max_concurrent_runs: 0``): this test is about
     what the sensor launches; the other live tests prove launched runs succeed."""
     with pgstac_server(tmp_path / "pgstac") as api:
-        collection = json.loads(SAMPLE_COLLECTION.read_text())
-        collection["links"] = []
-        api.load_collection(collection)
-        api.load_items(_sample_items("201907") + _sample_items("201908"))
+        api.load_sample(SAMPLE_COLLECTION, ["201907", "201908"])
         env = {
             "RGB_ASSETS_STAC_URL": api.url,
             "RGB_ASSETS_SENSOR_REFERENCE_MONTH": "2019-08",
@@ -321,7 +305,7 @@ def test_new_scenes_sensor_launches_exactly_the_affected_partition(
         f"{AOI_NAME}|2019-08-01",
     ]
 
-    july = _sample_items("201907")
+    july = sample_item_rows(SAMPLE_COLLECTION, "201907")
     new = json.loads(json.dumps(july[-1]))
     new["id"] = "S2_L2A_RO_SAMPLE_20190720_NEW"
     new["properties"]["datetime"] = "2019-07-20T09:30:00Z"

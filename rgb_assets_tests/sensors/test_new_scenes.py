@@ -4,11 +4,9 @@ that can be switched down (an outage) or slowed (a slow source)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,92 +18,20 @@ from rgb_assets.partitions import aoi_partitions
 from rgb_assets.resources import StacSourceResource, StorageResource
 from rgb_assets.sensors import new_scenes
 from rgb_assets.sensors.new_scenes import ScenesCursor, new_scenes_sensor
-from rgb_assets_tests.servers.pgstac import PgStacServer
+from rgb_assets_tests.servers.pgstac import PgStacServer, sample_item_rows
+from rgb_assets_tests.servers.proxy import StacApiProxy
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_COLLECTION = REPO / "data" / "sample" / "collection.json"
 SAMPLE_AOI = REPO / "data" / "sample_aoi.geojson"
 
 
-class SwitchableProxy:
-    """HTTP proxy to the STAC API on 127.0.0.1; ``down`` answers 503, ``delay_s`` slows it."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.down = False
-        self.delay_s = 0.0
-        self.requests = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self, method: str) -> None:
-                proxy.requests += 1
-                time.sleep(proxy.delay_s)
-                if proxy.down:
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if body:
-                    body = body.replace(proxy.url.encode(), proxy.upstream.encode())
-                r = httpx.request(
-                    method,
-                    proxy.upstream + self.path,
-                    content=body,
-                    headers={"Content-Type": self.headers.get("Content-Type", "")},
-                    timeout=30,
-                )
-                out = r.content.replace(proxy.upstream.encode(), proxy.url.encode())
-                self.send_response(r.status_code)
-                self.send_header("Content-Type", r.headers.get("content-type", ""))
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def do_GET(self) -> None:
-                self._forward("GET")
-
-            def do_POST(self) -> None:
-                self._forward("POST")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> SwitchableProxy:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _items(month: str) -> list[dict[str, Any]]:
-    items = []
-    for path in sorted(SAMPLE_COLLECTION.parent.glob(f"S2_L2A_RO_SAMPLE_{month}*/*.json")):
-        item = json.loads(path.read_text())
-        for asset in item["assets"].values():
-            asset["href"] = (path.parent / asset["href"]).resolve().as_uri()
-        item["links"] = []
-        item["collection"] = "sentinel-2-l2a"
-        items.append(item)
-    return items
-
-
 @pytest.fixture
-def july_source(pgstac: PgStacServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SwitchableProxy]:
-    collection = json.loads(SAMPLE_COLLECTION.read_text())
-    collection["links"] = []
-    pgstac.load_collection(collection)
-    pgstac.load_items(_items("201907"))
+def july_source(pgstac: PgStacServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StacApiProxy]:
+    pgstac.load_sample(SAMPLE_COLLECTION, ["201907"])
     monkeypatch.setenv("RGB_ASSETS_SENSOR_REFERENCE_MONTH", "2019-07")
     monkeypatch.setenv("RGB_ASSETS_SENSOR_LOOKBACK_MONTHS", "1")
-    with SwitchableProxy(pgstac.url) as proxy:
+    with StacApiProxy(pgstac.url) as proxy:
         yield proxy
 
 
@@ -122,9 +48,7 @@ def _tick(instance: DagsterInstance, resources: dict[str, Any], cursor: str | No
     return new_scenes_sensor(ctx)
 
 
-def test_new_scene_requests_its_partition_once(
-    july_source: SwitchableProxy, tmp_path: Path
-) -> None:
+def test_new_scene_requests_its_partition_once(july_source: StacApiProxy, tmp_path: Path) -> None:
     resources = _setup(tmp_path, july_source.url, ["aoi-a"])
     with DagsterInstance.ephemeral() as instance:
         first = _tick(instance, resources, None)
@@ -133,7 +57,7 @@ def test_new_scene_requests_its_partition_once(
         assert first.dynamic_partitions_requests[0].partition_keys == ["aoi-a"]
         assert _tick(instance, resources, first.cursor).run_requests == []
 
-        new = _items("201907")[-1]
+        new = sample_item_rows(SAMPLE_COLLECTION, "201907")[-1]
         new["id"] = "S2_L2A_RO_SAMPLE_20190720_SENSOR"
         new["properties"]["datetime"] = "2019-07-20T09:30:00Z"
         new["properties"]["updated"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -147,7 +71,7 @@ def test_new_scene_requests_its_partition_once(
 
 
 def test_outage_ends_the_tick_early_and_keeps_the_cursor(
-    july_source: SwitchableProxy, tmp_path: Path
+    july_source: StacApiProxy, tmp_path: Path
 ) -> None:
     names = [f"aoi-{i}" for i in range(6)]
     resources = _setup(tmp_path, july_source.url, names)
@@ -172,7 +96,7 @@ def test_outage_ends_the_tick_early_and_keeps_the_cursor(
 
 
 def test_outage_in_the_middle_of_a_tick(
-    july_source: SwitchableProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    july_source: StacApiProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The source fails after the client opened: the tick stops at the first failing AOI and
     the next tick starts there, instead of waiting out a timeout per AOI."""
@@ -201,12 +125,12 @@ def test_outage_in_the_middle_of_a_tick(
 
 
 def test_tick_budget_bounds_the_work_and_resumes(
-    july_source: SwitchableProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    july_source: StacApiProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     names = [f"aoi-{i:02d}" for i in range(8)]
     resources = _setup(tmp_path, july_source.url, names)
     monkeypatch.setattr(new_scenes, "TICK_BUDGET_S", 1.0)
-    july_source.delay_s = 0.4  # every request, including the landing page
+    july_source.search_delay_s = 0.4
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(aoi_partitions.name, names)
         t0 = time.monotonic()
@@ -217,7 +141,7 @@ def test_tick_budget_bounds_the_work_and_resumes(
         assert elapsed < 1.0 + 2 * 0.4 + 2.0  # the budget, one search in flight, slack
         assert ScenesCursor.parse(first.cursor).pos == done
 
-        july_source.delay_s = 0.0
+        july_source.search_delay_s = 0.0
         rest = _tick(instance, resources, first.cursor)
         launched = {r.partition_key.split("|")[0] for r in first.run_requests + rest.run_requests}
         assert launched == set(names)

@@ -81,6 +81,14 @@ class PgStacServer:
         with _pgstac_db(self.dsn) as db:
             Loader(db).load_items(iter(items), Methods.upsert)
 
+    def load_sample(self, sample_collection: Path, months: Sequence[str]) -> None:
+        """The sample collection and its items of ``months`` (``YYYYMM``), see
+        :func:`sample_item_rows`."""
+        collection = json.loads(sample_collection.read_text())
+        collection["links"] = []
+        self.load_collection(collection)
+        self.load_items([row for m in months for row in sample_item_rows(sample_collection, m)])
+
     def add_item(self, item: dict[str, Any]) -> None:
         """Add an item through the Transactions endpoint, as a live publisher would."""
         collection_id = item["collection"]
@@ -97,6 +105,20 @@ class PgStacServer:
             raise RuntimeError(f"POST {url} -> {err.code}: {detail}") from err
         if status not in (200, 201):
             raise RuntimeError(f"POST {url} -> unexpected status {status}")
+
+
+def sample_item_rows(sample_collection: Path, month: str) -> list[dict[str, Any]]:
+    """Items of one month (``YYYYMM``) of the sample catalog as pgstac rows of the
+    ``sentinel-2-l2a`` collection, with absolute ``file://`` asset hrefs."""
+    rows = []
+    for path in sorted(sample_collection.parent.glob(f"S2_L2A_RO_SAMPLE_{month}*/*.json")):
+        item = json.loads(path.read_text())
+        for asset in item["assets"].values():
+            asset["href"] = (path.parent / asset["href"]).resolve().as_uri()
+        item["links"] = []
+        item["collection"] = "sentinel-2-l2a"
+        rows.append(item)
+    return rows
 
 
 @contextmanager
