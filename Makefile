@@ -15,13 +15,13 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 data/sample/collection.json: $(VENV)/.installed
-	$(PY) -m rgb_assets.core.sample_data --dest data/sample --cache data/cache
+	$(PY) -m rgb_assets.tools.sample_data --dest data/sample --cache data/cache
 
 sample-data: data/sample/collection.json
 
 demo: sample-data
 	mkdir -p $(DAGSTER_HOME)
-	RGB_ASSETS_DEPLOYMENT=demo $(PY) -m rgb_assets.demo
+	RGB_ASSETS_DEPLOYMENT=demo $(PY) -m rgb_assets.tools.demo
 
 dev: sample-data
 	mkdir -p $(DAGSTER_HOME)

@@ -13,11 +13,11 @@ of N runs:
 * decode floor: rasterio reads every input pixel of the AOI (threads over files, nothing else);
 * naive: ``odc.stac.load`` (chunks as in the odc-stac docs) then ``where(mask)``, per-time
   scale/offset and ``.median("time", skipna=True)`` in xarray, ``.compute()``;
-* engine: ``rgb_assets.core.compositing.median_composite(...).compute()``.
+* engine: ``rgb_assets.core.raster.compositing.median_composite(...).compute()``.
 
 The engine is checked against ``numpy.nanmedian`` computed from rasterio reads (independent of
 odc-stac), and against the naive result. Peak RSS is measured in fresh subprocesses that stream
-the engine's composite to Zarr with ``rgb_assets.core.writers.write_zarr`` for a small and a
+the engine's composite to Zarr with ``rgb_assets.core.raster.writers.write_zarr`` for a small and a
 16x larger AOI (threaded scheduler, 2 threads, as inside one Dagster step).
 """
 
@@ -214,7 +214,7 @@ def _make_scene(root: Path, base: Path, i: int, size: int, seed: int) -> dict[st
             out[wedge] = 0
         _write_cog(_scene_paths(root, i)[band], out)
     _write_cog(_scene_paths(root, i)["scl"], scl)
-    from rgb_assets.core.masking import DEFAULT_SCL_EXCLUDE
+    from rgb_assets.core.raster.masking import DEFAULT_SCL_EXCLUDE
 
     masked = float(np.isin(scl, DEFAULT_SCL_EXCLUDE).mean())
     return {
@@ -379,7 +379,7 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
     import odc.stac
     import xarray as xr
 
-    from rgb_assets.core.masking import DEFAULT_SCL_EXCLUDE
+    from rgb_assets.core.raster.masking import DEFAULT_SCL_EXCLUDE
 
     ds = odc.stac.load(
         items,
@@ -405,8 +405,8 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
 
 
 def engine_options(chunk: int | None) -> Any:
-    from rgb_assets.core.compositing import CompositeOptions
-    from rgb_assets.core.masking import MaskRule
+    from rgb_assets.core.raster.compositing import CompositeOptions
+    from rgb_assets.core.raster.masking import MaskRule
 
     options = CompositeOptions(mask=MaskRule("scl"))
     return options if chunk is None else replace(options, chunk=chunk)
@@ -414,8 +414,8 @@ def engine_options(chunk: int | None) -> Any:
 
 def engine_lazy(items: Sequence[Any], geobox: Any, chunk: int | None) -> Any:
     """The project's engine, called as the pipeline does (resolved items, AOI polygon)."""
-    from rgb_assets.core.collections import SENTINEL2_L2A, resolve_item
-    from rgb_assets.core.compositing import median_composite
+    from rgb_assets.core.domain.collection_specs import SENTINEL2_L2A, resolve_item
+    from rgb_assets.core.raster.compositing import median_composite
 
     resolved = [resolve_item(it, SENTINEL2_L2A) for it in items]
     return median_composite(resolved, geobox, engine_options(chunk), aoi_geometry=geobox.extent)
@@ -432,7 +432,7 @@ def numpy_reference(
     import rasterio
     from rasterio.windows import Window
 
-    from rgb_assets.core.masking import DEFAULT_SCL_EXCLUDE
+    from rgb_assets.core.raster.masking import DEFAULT_SCL_EXCLUDE
 
     window = Window(col, row, w, h)
 
@@ -515,8 +515,8 @@ def rss_child(workload_dir: Path, px: int, store: Path, chunk: int | None) -> di
     import psutil
     import xarray  # noqa: F401
 
-    import rgb_assets.core.compositing  # noqa: F401
-    from rgb_assets.core.writers import write_zarr
+    import rgb_assets.core.raster.compositing  # noqa: F401
+    from rgb_assets.core.raster.writers import write_zarr
 
     manifest = json.loads((workload_dir / "manifest.json").read_text())
     items = load_items(manifest)

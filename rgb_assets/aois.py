@@ -7,7 +7,7 @@ from typing import Any
 
 from dagster import DagsterInstance
 
-from rgb_assets.core.aoi import Aoi, AoiRegistry
+from rgb_assets.core.domain.aoi import Aoi, AoiRegistry
 from rgb_assets.partitions import aoi_partitions
 
 

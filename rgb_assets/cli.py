@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from rgb_assets.core.errors import InputError, RgbAssetsError
+from rgb_assets.core.domain.errors import InputError, RgbAssetsError
 
 
 def _instance():  # type: ignore[no-untyped-def]
@@ -79,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sample_data(args: argparse.Namespace) -> int:
-    from rgb_assets.core.sample_data import build_sample_catalog
+    from rgb_assets.tools.sample_data import build_sample_catalog
 
     dest = Path(args.dest)
     print(build_sample_catalog(dest, cache_dir=dest.parent / "cache", force=args.force))
@@ -87,7 +87,7 @@ def _sample_data(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from rgb_assets.demo import main as demo_main
+    from rgb_assets.tools.demo import main as demo_main
 
     return demo_main()
 

@@ -15,7 +15,7 @@ import os
 from dagster import Definitions
 
 from rgb_assets.assets import ALL_ASSETS
-from rgb_assets.core.collections import EARTH_SEARCH_URL
+from rgb_assets.core.domain.collection_specs import EARTH_SEARCH_URL
 from rgb_assets.executor import dask_executor
 from rgb_assets.jobs import monthly_composite_job
 from rgb_assets.resources import (

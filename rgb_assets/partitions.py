@@ -11,8 +11,8 @@ from dagster import (
     MultiPartitionsDefinition,
 )
 
-from rgb_assets.core.errors import InputError
-from rgb_assets.core.months import Month
+from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.domain.months import Month
 
 # Landsat 8 data start in April 2013; Sentinel-2 in mid 2015.
 FIRST_MONTH = os.getenv("RGB_ASSETS_FIRST_MONTH", "2013-04")

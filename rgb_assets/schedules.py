@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from rgb_assets.aois import sync_partitions
-from rgb_assets.core.months import Month
+from rgb_assets.core.domain.months import Month
 from rgb_assets.jobs import monthly_composite_job
 from rgb_assets.partitions import partition_key
 from rgb_assets.resources import StorageResource

@@ -8,23 +8,23 @@ from pathlib import Path
 
 import pystac
 
-from rgb_assets.core import layout
-from rgb_assets.core.aoi import AoiRegistry
-from rgb_assets.core.archive import archive_partition
-from rgb_assets.core.catalogs import (
+from rgb_assets.core.archive.partition import archive_partition
+from rgb_assets.core.domain.aoi import AoiRegistry
+from rgb_assets.core.domain.collection_specs import get_collection
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.products.composite import make_composite, publish_composite
+from rgb_assets.core.raster.compositing import CompositeOptions
+from rgb_assets.core.raster.masking import MaskRule
+from rgb_assets.core.stac.catalog import (
     StaticCatalog,
     composite_item,
     derived_collection,
     raw_catalog_item,
     raw_collection,
 )
-from rgb_assets.core.collections import get_collection
-from rgb_assets.core.compositing import CompositeOptions
-from rgb_assets.core.masking import MaskRule
-from rgb_assets.core.months import Month
-from rgb_assets.core.products import make_composite, publish_composite
-from rgb_assets.core.stac_source import open_source
-from rgb_assets.core.storage import Store
+from rgb_assets.core.stac.source import open_source
+from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 

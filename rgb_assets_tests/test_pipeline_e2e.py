@@ -26,9 +26,9 @@ from shapely.ops import transform as shp_transform
 from stac_pydantic import Item as PydanticItem
 
 from rgb_assets.aois import register_aoi
-from rgb_assets.core.masking import DEFAULT_SCL_EXCLUDE
-from rgb_assets.core.months import Month
-from rgb_assets.core.products import composite_keys
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.products.composite import composite_keys
+from rgb_assets.core.raster.masking import DEFAULT_SCL_EXCLUDE
 from rgb_assets.definitions import deployment_resources, monthly_composite_job_def
 from rgb_assets.partitions import partition_key
 

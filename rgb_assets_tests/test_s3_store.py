@@ -17,10 +17,10 @@ from rio_cogeo.cogeo import cog_validate
 
 from rgb_assets.aois import register_aoi
 from rgb_assets.assets import ALL_ASSETS
-from rgb_assets.core import layout
-from rgb_assets.core.months import Month
-from rgb_assets.core.products import composite_keys
-from rgb_assets.core.storage import stac_io
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.products.composite import composite_keys
+from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.store import stac_io
 from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import partition_key
 from rgb_assets.resources import StacSourceResource, StorageResource
@@ -111,8 +111,8 @@ def test_pipeline_on_s3_equals_local_disk(
 
 
 def test_endpoint_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rgb_assets.core.errors import InputError
-    from rgb_assets.core.storage import gdal_s3_options
+    from rgb_assets.core.domain.errors import InputError
+    from rgb_assets.core.storage.store import gdal_s3_options
 
     assert gdal_s3_options(None) == {}  # AWS itself: GDAL's defaults
     assert gdal_s3_options("https://minio.example.org:9000") == {

@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from rgb_assets.aois import register_aoi
-from rgb_assets.core.months import Month
+from rgb_assets.core.domain.months import Month
 from rgb_assets.definitions import defs
 from rgb_assets.partitions import aoi_partitions
 from rgb_assets.resources import StorageResource

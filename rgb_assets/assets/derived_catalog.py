@@ -5,8 +5,8 @@ import time
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
-from rgb_assets.core.catalogs import StaticCatalog, composite_item, derived_collection
-from rgb_assets.core.ingest import AOI_PROP
+from rgb_assets.core.archive.ingest import AOI_PROP
+from rgb_assets.core.stac.catalog import StaticCatalog, composite_item, derived_collection
 from rgb_assets.dask_compute import dashboard_metadata, step_dashboard
 from rgb_assets.partitions import partitions_def, split_key
 from rgb_assets.resources import StacSourceResource, StorageResource

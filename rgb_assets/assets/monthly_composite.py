@@ -25,13 +25,13 @@ from dagster import (
 from pydantic import Field
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
-from rgb_assets.core.archive import RawScenes
-from rgb_assets.core.collections import CollectionSpec
-from rgb_assets.core.compositing import CompositeOptions
-from rgb_assets.core.errors import InputError
-from rgb_assets.core.masking import DEFAULT_QA_FLAGS, DEFAULT_SCL_EXCLUDE, MaskRule
-from rgb_assets.core.products import CompositeResult, make_composite
-from rgb_assets.core.radiometry import PLAUSIBLE_REFLECTANCE
+from rgb_assets.core.archive.partition import RawScenes
+from rgb_assets.core.domain.collection_specs import CollectionSpec
+from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.products.composite import CompositeResult, make_composite
+from rgb_assets.core.raster.compositing import CompositeOptions
+from rgb_assets.core.raster.masking import DEFAULT_QA_FLAGS, DEFAULT_SCL_EXCLUDE, MaskRule
+from rgb_assets.core.raster.stats import PLAUSIBLE_REFLECTANCE
 from rgb_assets.dask_compute import cluster_compute
 from rgb_assets.partitions import partitions_def, split_key
 from rgb_assets.resources import StacSourceResource, StorageResource

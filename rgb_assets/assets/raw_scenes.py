@@ -6,8 +6,8 @@ from typing import Literal
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from rgb_assets.core import layout
-from rgb_assets.core.archive import RawScenes, archive_partition
+from rgb_assets.core.archive.partition import RawScenes, archive_partition
+from rgb_assets.core.storage import layout
 from rgb_assets.dask_compute import dashboard_metadata, step_dashboard
 from rgb_assets.partitions import check_month_in_range, partitions_def, split_key
 from rgb_assets.resources import StacSourceResource, StorageResource

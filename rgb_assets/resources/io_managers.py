@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 import pystac
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
-from rgb_assets.core import layout
-from rgb_assets.core.archive import RawScenes, read_manifest, write_manifest
-from rgb_assets.core.catalogs import CompositeFiles, StaticCatalog
-from rgb_assets.core.months import Month
-from rgb_assets.core.products import (
+from rgb_assets.core.archive.partition import RawScenes, read_manifest, write_manifest
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.products.composite import (
     CompositeResult,
     discard_staging,
     publish_composite,
     read_published,
     unpublish_composite,
 )
-from rgb_assets.core.publish import StacPublisher
+from rgb_assets.core.stac.catalog import CompositeFiles, StaticCatalog
+from rgb_assets.core.stac.publish import StacPublisher
+from rgb_assets.core.storage import layout
 from rgb_assets.partitions import split_key
 from rgb_assets.resources.stac_source import StacSourceResource
 from rgb_assets.resources.storage import StorageResource
@@ -115,7 +115,7 @@ CATALOGS = {
 class CatalogIOManager(ConfigurableIOManager):
     """Replaces a partition's items in the static catalog named after the asset, and in the
     STAC API at ``publish_url`` when set (raw collections get a distinct id there, see
-    :func:`rgb_assets.core.publish.api_collection_id`)."""
+    :func:`rgb_assets.core.stac.publish.api_collection_id`)."""
 
     storage: StorageResource
     publish_url: str | None = None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from rgb_assets.core.collections import EARTH_SEARCH_URL, CollectionSpec, get_collection
-from rgb_assets.core.stac_source import StacSource, open_source
+from rgb_assets.core.domain.collection_specs import EARTH_SEARCH_URL, CollectionSpec, get_collection
+from rgb_assets.core.stac.source import StacSource, open_source
 
 
 class StacSourceResource(ConfigurableResource):

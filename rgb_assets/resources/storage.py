@@ -8,8 +8,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from rgb_assets.core.aoi import AoiRegistry
-from rgb_assets.core.storage import Store, gdal_s3_options
+from rgb_assets.core.domain.aoi import AoiRegistry
+from rgb_assets.core.storage.store import Store, gdal_s3_options
 
 
 class StorageResource(ConfigurableResource):

@@ -20,7 +20,7 @@ from dagster import (
     sensor,
 )
 
-from rgb_assets.core.errors import InputError
+from rgb_assets.core.domain.errors import InputError
 from rgb_assets.partitions import aoi_partitions
 from rgb_assets.resources import StorageResource
 

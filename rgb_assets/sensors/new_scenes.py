@@ -30,9 +30,9 @@ from dagster import (
     sensor,
 )
 
-from rgb_assets.core.errors import InputError, StacSourceError
-from rgb_assets.core.months import Month
-from rgb_assets.core.stac_source import SearchRequest, StacSource, open_source
+from rgb_assets.core.domain.errors import InputError, StacSourceError
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.source import SearchRequest, StacSource, open_source
 from rgb_assets.jobs import monthly_composite_job
 from rgb_assets.partitions import aoi_partitions, check_month_in_range, partition_key
 from rgb_assets.resources import StacSourceResource, StorageResource

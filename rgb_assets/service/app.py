@@ -28,13 +28,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from shapely.geometry import mapping, shape
 
-from rgb_assets.core.aoi import Aoi, AoiRegistry, parse_geometry, validate_slug
-from rgb_assets.core.catalogs import StaticCatalog, derived_collection
-from rgb_assets.core.collections import get_collection
-from rgb_assets.core.errors import InputError
-from rgb_assets.core.layout import DERIVED_CATALOG
-from rgb_assets.core.months import Month, months_between
-from rgb_assets.core.storage import Store
+from rgb_assets.core.domain.aoi import Aoi, AoiRegistry, parse_geometry, validate_slug
+from rgb_assets.core.domain.collection_specs import get_collection
+from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.domain.months import Month, months_between
+from rgb_assets.core.stac.catalog import StaticCatalog, derived_collection
+from rgb_assets.core.storage.layout import DERIVED_CATALOG
+from rgb_assets.core.storage.store import Store
 from rgb_assets.partitions import aoi_partitions, check_month_in_range, partition_key
 from rgb_assets.resources import StacSourceResource, StorageResource
 

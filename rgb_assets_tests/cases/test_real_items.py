@@ -23,7 +23,7 @@ import pytest
 import rasterio
 import yaml
 
-from rgb_assets.core.collections import (
+from rgb_assets.core.domain.collection_specs import (
     LANDSAT_C2_L2,
     SENTINEL2_L2A,
     CollectionSpec,
@@ -33,8 +33,8 @@ from rgb_assets.core.collections import (
     get_collection,
     resolve_item,
 )
-from rgb_assets.core.masking import MaskRule
-from rgb_assets.core.radiometry import PLAUSIBLE_REFLECTANCE
+from rgb_assets.core.raster.masking import MaskRule
+from rgb_assets.core.raster.stats import PLAUSIBLE_REFLECTANCE
 from rgb_assets_tests.cases import cases_dir
 from rgb_assets_tests.reference import to_reflectance
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from rgb_assets.core.aoi import AoiRegistry, parse_geometry, validate_slug
-from rgb_assets.core.collections import get_collection
-from rgb_assets.core.errors import InputError, StacSourceError
-from rgb_assets.core.months import Month
-from rgb_assets.core.stac_source import open_source
-from rgb_assets.core.storage import Store
+from rgb_assets.core.domain.aoi import AoiRegistry, parse_geometry, validate_slug
+from rgb_assets.core.domain.collection_specs import get_collection
+from rgb_assets.core.domain.errors import InputError, StacSourceError
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.source import open_source
+from rgb_assets.core.storage.store import Store
 from rgb_assets.partitions import check_month_in_range
 
 SQUARE = [[[22.1, 45.1], [22.2, 45.1], [22.2, 45.2], [22.1, 45.2], [22.1, 45.1]]]

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from rgb_assets.core.months import Month
+from rgb_assets.core.domain.months import Month
 from rgb_assets.partitions import aoi_partitions, partition_key
 from rgb_assets.resources import StacSourceResource, StorageResource
 from rgb_assets_tests.live.conftest import (

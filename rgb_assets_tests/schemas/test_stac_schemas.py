@@ -17,8 +17,8 @@ import pytest
 from referencing import Registry, Resource
 from shapely.geometry import shape
 
-from rgb_assets.core.months import Month
-from rgb_assets.core.storage import Store
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.storage.store import Store
 from rgb_assets_tests.producer import produce_partition
 
 REPO = Path(__file__).resolve().parents[2]

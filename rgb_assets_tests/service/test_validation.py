@@ -17,7 +17,7 @@ from urllib.request import url2pathname
 import pytest
 from fastapi.testclient import TestClient
 
-from rgb_assets.core.storage import Store
+from rgb_assets.core.storage.store import Store
 from rgb_assets.resources import StacSourceResource, StorageResource
 from rgb_assets.service.app import create_app, item_url, parse_toi, request_id
 

@@ -1,0 +1,305 @@
+"""Archive the assets a composite needs into the raw store, checksummed.
+
+Default mode ``clip``: read the AOI's window of each asset in the scene's *native* grid (no
+resampling; dtype, values and nodata unchanged) and write it as a COG. Mode ``full`` copies the
+whole asset byte for byte and verifies the source's ``file:checksum``/``file:size`` when the
+item declares them. Clip mode never reads the whole file, so it cannot verify a checksum, but
+it checks a declared ``file:size`` against the object's size (a stat or HTTP HEAD) before
+reading. Either way we record our own sha2-256 multihash and size in the archived item, report
+per asset how far the source was verified, and a re-run skips assets already archived and
+intact. Nothing is written to the store until every asset of the item has been read and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import pystac
+import rasterio
+from pystac.extensions.file import FileExtension
+from pystac.extensions.raster import RasterBand, RasterExtension
+from rasterio.io import MemoryFile
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window, from_bounds
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+from shapely.geometry import box, mapping, shape
+
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.collection_specs import ResolvedItem
+from rgb_assets.core.domain.errors import ChecksumError
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.storage import checksums, layout
+from rgb_assets.core.storage.store import Store
+
+ArchiveMode = Literal["clip", "full"]
+# How far a source asset was checked against its item: whole-content checksum, size only, or
+# neither (the item declares nothing we can check, or an algorithm we cannot compute).
+Verification = Literal["checksum", "size", "unverifiable"]
+AOI_PROP = "rgb_assets:aoi"
+MONTH_PROP = "rgb_assets:month"
+MODE_PROP = "rgb_assets:archive_mode"
+CLIP_PROP = "rgb_assets:clip_bbox"
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one source item."""
+
+    source_id: str
+    status: Literal["archived", "intact", "outside"]
+    item: pystac.Item | None = None
+    bytes_written: int = 0
+    # Asset key → how the source asset was verified (empty when nothing was read).
+    source_verification: dict[str, Verification] = field(default_factory=dict)
+
+
+def _native_window(src: rasterio.io.DatasetReader, bbox: tuple[float, ...]) -> Window | None:
+    """Whole-pixel window of ``src`` covering the lon/lat ``bbox``; None when they miss."""
+    left, bottom, right, top = transform_bounds("EPSG:4326", src.crs, *bbox, densify_pts=21)
+    w = from_bounds(left, bottom, right, top, transform=src.transform)
+    eps = 1e-6
+    col0 = max(0, math.floor(w.col_off + eps))
+    row0 = max(0, math.floor(w.row_off + eps))
+    col1 = min(src.width, math.ceil(w.col_off + w.width - eps))
+    row1 = min(src.height, math.ceil(w.row_off + w.height - eps))
+    if col1 <= col0 or row1 <= row0:
+        return None
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any] | None:
+    """Write the AOI window of ``href`` to ``dest`` as a COG; returns its grid, or None."""
+    with rasterio.open(href) as src:
+        win = _native_window(src, bbox)
+        if win is None:
+            return None
+        data = src.read(window=win)
+        profile = {
+            "driver": "GTiff",
+            "height": int(win.height),
+            "width": int(win.width),
+            "count": src.count,
+            "dtype": src.dtypes[0],
+            "crs": src.crs,
+            "transform": src.window_transform(win),
+            "nodata": src.nodata,
+        }
+        tags = src.tags()
+    with MemoryFile() as mem:
+        with mem.open(**profile) as tmp:
+            tmp.write(data)
+            tmp.update_tags(**tags)
+        with mem.open() as tmp:
+            cog_translate(
+                tmp,
+                str(dest),
+                cog_profiles.get("deflate"),
+                nodata=profile["nodata"],
+                overview_resampling="nearest",
+                quiet=True,
+                add_mask=False,
+            )
+    t = profile["transform"]
+    return {
+        "proj:shape": [int(win.height), int(win.width)],
+        "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+    }
+
+
+def _declared_size(declared: pystac.Asset) -> int | None:
+    size = declared.extra_fields.get("file:size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def check_source_size(href: str, asset_key: str, declared: pystac.Asset) -> Verification:
+    """Compare a declared ``file:size`` with the object's size without reading its content.
+
+    Returns "size" when it matches and "unverifiable" when the item declares no size or the
+    server does not report one; raises :class:`ChecksumError` naming the asset on a mismatch.
+    """
+    expected = _declared_size(declared)
+    if expected is None:
+        return "unverifiable"
+    try:
+        fs, path = fsspec.core.url_to_fs(href)
+        actual = fs.size(path)
+    except Exception:  # no size from this server/protocol: reading will report real failures
+        return "unverifiable"
+    if actual is None:
+        return "unverifiable"
+    if int(actual) != expected:
+        raise ChecksumError(
+            f"asset {asset_key!r} ({href}): size {int(actual)} != declared file:size {expected}"
+        )
+    return "size"
+
+
+def copy_whole(href: str, dest: Path, declared: pystac.Asset, asset_key: str) -> Verification:
+    """Copy the whole object and verify the declared size and checksum; returns how far."""
+    name = f"asset {asset_key!r} ({href})"
+    with fsspec.open(href, "rb") as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, length=1 << 20)
+    size = _declared_size(declared)
+    if size is not None and dest.stat().st_size != size:
+        raise ChecksumError(f"{name}: size {dest.stat().st_size} != declared file:size {size}")
+    verified: Verification = "size" if size is not None else "unverifiable"
+    declared_sum = declared.extra_fields.get("file:checksum")
+    if isinstance(declared_sum, str):
+        try:
+            ok = checksums.matches(dest, declared_sum)
+        except ValueError:
+            return verified  # an algorithm we cannot compute: recorded as not checksum-verified
+        if not ok:
+            raise ChecksumError(f"{name}: content does not match declared file:checksum")
+        return "checksum"
+    return verified
+
+
+def _intact(store: Store, key: str, aoi: Aoi, mode: ArchiveMode) -> pystac.Item | None:
+    """The archived item if it and every asset it lists are present with matching checksums."""
+    if not store.exists(key):
+        return None
+    try:
+        item = pystac.Item.from_dict(json.loads(store.read_text(key)))
+    except Exception:
+        return None
+    if item.properties.get(MODE_PROP) != mode or item.properties.get(CLIP_PROP) != list(aoi.bbox):
+        return None
+    folder = key.rsplit("/", 1)[0]
+    for asset in item.assets.values():
+        name = Path(asset.href).name
+        akey = f"{folder}/{name}"
+        expected = asset.extra_fields.get("file:checksum")
+        if not store.exists(akey) or not expected:
+            return None
+        if store.size(akey) != asset.extra_fields.get("file:size"):
+            return None
+        if checksums.to_multihash(store.sha256(akey)) != expected:
+            return None
+    return item
+
+
+def archived_item(
+    r: ResolvedItem,
+    aoi: Aoi,
+    month: Month,
+    mode: ArchiveMode,
+    assets: dict[str, tuple[str, dict[str, Any]]],
+) -> pystac.Item:
+    """The archive's copy of a source item: its properties and extensions, only the archived
+    assets (relative hrefs, our size and checksum, native grid of the clip), a ``via`` link
+    back to the source item, and explicit scale/offset/nodata in ``raster:bands``."""
+    src = r.item
+    item = pystac.Item.from_dict(src.to_dict(include_self_link=False, transform_hrefs=False))
+    item.clear_links()
+    source_href = src.get_self_href()
+    if source_href:
+        item.add_link(pystac.Link("via", source_href, pystac.MediaType.GEOJSON, "Source item"))
+    clip = box(*aoi.bbox)
+    if mode == "clip" and item.geometry:
+        footprint = shape(item.geometry).intersection(clip)
+        if not footprint.is_empty:
+            item.geometry = mapping(footprint)
+            item.bbox = list(footprint.bounds)
+        for k in ("proj:shape", "proj:transform", "proj:bbox", "proj:centroid"):
+            item.properties.pop(k, None)
+    resolved = {b.key: b for b in [*r.bands.values(), r.mask, *r.extra_masks.values()]}
+    item.assets = {}
+    for key, (filename, info) in assets.items():
+        src_asset = src.assets[key]
+        extra = {
+            k: v
+            for k, v in src_asset.extra_fields.items()
+            if not k.startswith(("file:", "alternate", "storage:"))
+        }
+        if mode == "clip":
+            extra.update({k: v for k, v in info.items() if k.startswith("proj:")})
+            extra.pop("proj:bbox", None)
+        asset = pystac.Asset(
+            href=f"./{filename}",
+            title=src_asset.title,
+            media_type=pystac.MediaType.COG if mode == "clip" else src_asset.media_type,
+            roles=src_asset.roles,
+            extra_fields=extra,
+        )
+        item.add_asset(key, asset)
+        fe = FileExtension.ext(asset, add_if_missing=True)
+        fe.size = info["file:size"]
+        fe.checksum = info["file:checksum"]
+        b = resolved.get(key)
+        if b is not None and not extra.get("raster:bands"):
+            band = RasterBand.create(nodata=b.nodata, data_type=b.data_type)
+            if key in {x.key for x in r.bands.values()}:
+                band.scale, band.offset = b.scale, b.offset
+            RasterExtension.ext(asset, add_if_missing=True).bands = [band]
+    item.properties.update(
+        {
+            AOI_PROP: aoi.name,
+            MONTH_PROP: month.key,
+            MODE_PROP: mode,
+            CLIP_PROP: list(aoi.bbox),
+            "updated": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+    return item
+
+
+def ingest_item(
+    r: ResolvedItem,
+    aoi: Aoi,
+    month: Month,
+    store: Store,
+    collection: str,
+    *,
+    mode: ArchiveMode = "clip",
+    read_item: pystac.Item | None = None,
+) -> IngestOutcome:
+    """Archive one item's red, green, blue and mask assets (plus QA_RADSAT when present).
+
+    ``read_item`` is the copy to read pixels from (e.g. with signed hrefs); the archived item
+    always records the unsigned source.
+    """
+    folder = layout.raw_item_dir(collection, aoi.name, month, r.id)
+    item_key = f"{folder}/{r.id}.json"
+    existing = _intact(store, item_key, aoi, mode)
+    if existing is not None:
+        return IngestOutcome(r.id, "intact", existing)
+    reader = read_item or r.item
+    keys = list(r.asset_keys.values())
+    written: dict[str, tuple[str, dict[str, Any]]] = {}
+    checks: dict[str, Verification] = {}
+    total = 0
+    with tempfile.TemporaryDirectory(prefix="rgb-ingest-") as tmpdir:
+        staged: list[tuple[Path, str]] = []
+        for key in keys:
+            href = reader.assets[key].get_absolute_href() or reader.assets[key].href
+            suffix = ".tif" if mode == "clip" else Path(href.split("?")[0]).suffix or ".bin"
+            filename = f"{key}{suffix}"
+            dest = Path(tmpdir) / filename
+            if mode == "clip":
+                checks[key] = check_source_size(href, key, r.item.assets[key])
+                info = clip_to_cog(href, aoi.bbox, dest)
+                if info is None:
+                    return IngestOutcome(r.id, "outside", source_verification=checks)
+            else:
+                info = {}
+                checks[key] = copy_whole(href, dest, r.item.assets[key], key)
+            info["file:size"] = dest.stat().st_size
+            info["file:checksum"] = checksums.multihash_sha256(dest)
+            total += info["file:size"]
+            written[key] = (filename, info)
+            staged.append((dest, f"{folder}/{filename}"))
+        for local, key in staged:
+            store.put_file(local, key)
+    item = archived_item(r, aoi, month, mode, written)
+    store.write_text(item_key, json.dumps(item.to_dict(include_self_link=False), indent=1))
+    return IngestOutcome(r.id, "archived", item, total, checks)

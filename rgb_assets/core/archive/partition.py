@@ -1,0 +1,146 @@
+"""Archive one AOI × month: search the source, resolve each item, ingest what the composite needs.
+
+This is the pure-Python body of the ``raw_scenes`` asset: it returns a report the Dagster layer
+turns into metadata, and the archived items that become the partition's manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pystac
+
+from rgb_assets.core.archive.ingest import ArchiveMode, ingest_item
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.collection_specs import CollectionSpec, MissingAssetError, resolve_item
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.source import SearchRequest, StacSource, sign_hrefs
+from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.store import Store
+
+
+@dataclass
+class RawScenes:
+    """The archived scenes of one partition (the value of the ``raw_scenes`` asset)."""
+
+    collection: str
+    aoi: str
+    month: Month
+    source_url: str
+    items: list[pystac.Item] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    # Source item id -> asset key -> how the source was verified against the item's declared
+    # file:checksum / file:size: "checksum" (whole copies, mode "full"), "size" (clipped reads
+    # check the declared size; a clip is new bytes, so no checksum), or "unverifiable" (nothing
+    # declared). Items archived this run are listed; intact ones from an earlier run are not.
+    source_verification: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+
+def archive_partition(
+    source: StacSource,
+    spec: CollectionSpec,
+    aoi: Aoi,
+    month: Month,
+    store: Store,
+    *,
+    max_cloud_cover: float | None = None,
+    mode: ArchiveMode = "clip",
+    platforms: tuple[str, ...] | None = None,
+) -> RawScenes:
+    t0 = time.perf_counter()
+    request = SearchRequest(
+        collection_id=source.collection_id(spec),
+        aoi=aoi,
+        month=month,
+        max_cloud_cover=max_cloud_cover,
+        platforms=spec.platforms if platforms is None else platforms,
+    )
+    found = source.search(request)
+    t_search = time.perf_counter() - t0
+    result = RawScenes(spec.key, aoi.name, month, source.url)
+    counts = {"archived": 0, "intact": 0, "outside": 0}
+    written = 0
+    for item in found:
+        try:
+            resolved = resolve_item(item, spec)
+        except MissingAssetError as e:
+            result.skipped.append({"item": item.id, "reason": str(e)})
+            continue
+        # Signed right before reading: SAS tokens expire within the hour and a month of
+        # scenes can take longer; skipped items need no token. The signed copy is only read.
+        (readable,) = sign_hrefs([item], source.url)
+        outcome = ingest_item(resolved, aoi, month, store, spec.key, mode=mode, read_item=readable)
+        counts[outcome.status] += 1
+        written += outcome.bytes_written
+        if outcome.status == "archived":
+            result.source_verification[item.id] = dict(outcome.source_verification)
+        if outcome.item is not None:
+            folder = layout.raw_item_dir(spec.key, aoi.name, month, item.id)
+            for asset in outcome.item.assets.values():
+                asset.href = (
+                    store.uri(f"{folder}/{asset.href.removeprefix('./')}")
+                    if asset.href.startswith("./")
+                    else asset.href
+                )
+            result.items.append(outcome.item)
+        else:
+            result.skipped.append({"item": item.id, "reason": "no pixels inside the AOI"})
+    result.stats = {
+        "found": len(found),
+        **counts,
+        "skipped": len(result.skipped),
+        "bytes_written": written,
+        "source_verified": {
+            level: sum(
+                v == level for per in result.source_verification.values() for v in per.values()
+            )
+            for level in ("checksum", "size", "unverifiable")
+        },
+        "search_s": round(t_search, 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+    }
+    return result
+
+
+def write_manifest(raw: RawScenes, store: Store) -> str:
+    """Persist the partition's archived items as an ItemCollection (replaces the previous one)."""
+    key = layout.raw_manifest(raw.collection, raw.aoi, raw.month)
+    ic = pystac.ItemCollection(
+        raw.items,
+        extra_fields={
+            "rgb_assets:collection": raw.collection,
+            "rgb_assets:aoi": raw.aoi,
+            "rgb_assets:month": raw.month.key,
+            "rgb_assets:source": raw.source_url,
+            "rgb_assets:skipped": raw.skipped,
+            "rgb_assets:stats": raw.stats,
+            "rgb_assets:source_verification": raw.source_verification,
+        },
+    )
+    store.write_text(key, json.dumps(ic.to_dict(transform_hrefs=False), indent=1))
+    return key
+
+
+def read_manifest(store: Store, collection: str, aoi: str, month: Month) -> RawScenes:
+    key = layout.raw_manifest(collection, aoi, month)
+    d = json.loads(store.read_text(key))
+    ic = pystac.ItemCollection.from_dict(d, preserve_dict=False)
+    extra = ic.extra_fields
+    return RawScenes(
+        collection=collection,
+        aoi=aoi,
+        month=month,
+        source_url=extra.get("rgb_assets:source", ""),
+        items=list(ic.items),
+        skipped=extra.get("rgb_assets:skipped", []),
+        stats=extra.get("rgb_assets:stats", {}),
+        source_verification=extra.get("rgb_assets:source_verification", {}),
+    )

@@ -1,0 +1,454 @@
+"""The compositing engine: lazy load on one grid, mask, scale, per-pixel median, clear count.
+
+Design for speed and bounded memory: items are loaded (``core.loading``: odc-stac parsing,
+odc-loader reads, one task per tile) as Dask arrays chunked
+``{"time": -1, "y": c, "x": c}``, so each task holds every observation of one spatial tile.
+Per tile, one task builds the observations (mask band, AOI, nodata) strip by strip, then one
+task per band scales per time slice (one month can mix processing baselines) and takes the
+median with a selection network over whole time planes (``_median_block``), equal to
+``numpy.nanmedian``, and one task counts observations. Memory is about ``T x c x c`` x 7 bytes
+per tile in flight, independent of the AOI size (see ``writers.write_zarr``); figures in
+``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+from odc.geo.xr import rasterize
+
+from rgb_assets.core.domain.collection_specs import RGB, ResolvedItem
+from rgb_assets.core.raster.loading import load_slices
+from rgb_assets.core.raster.masking import MaskRule, dilate_invalid, qa_radsat_clear
+
+COUNT_BAND = "clear_count"
+
+
+@dataclass(frozen=True)
+class CompositeOptions:
+    """How a composite is made; everything here is user-configurable per run."""
+
+    mask: MaskRule
+    bands: tuple[str, ...] = RGB
+    resampling: str = "nearest"
+    chunk: int = 2048
+    clip_to_aoi: bool = True
+
+
+@dataclass
+class TimeSlice:
+    """Observations fused into one time step (same solar day and same radiometry)."""
+
+    day: date
+    items: list[ResolvedItem] = field(default_factory=list)
+
+    @property
+    def first(self) -> ResolvedItem:
+        return self.items[0]
+
+
+def _solar_day(when: datetime, lon: float) -> date:
+    return (when + timedelta(hours=lon / 15.0)).date()
+
+
+def _radiometry_key(r: ResolvedItem, bands: Sequence[str]) -> tuple[Any, ...]:
+    return tuple((r.bands[b].scale, r.bands[b].offset, r.bands[b].nodata) for b in bands)
+
+
+def group_time_slices(
+    items: Sequence[ResolvedItem], lon: float, bands: Sequence[str] = RGB
+) -> list[TimeSlice]:
+    """Group items into time slices: same solar day (tiles of one overpass fuse, as odc-stac's
+    ``solar_day``), but never across different scale/offset."""
+    groups: dict[tuple[Any, ...], TimeSlice] = {}
+    for r in sorted(items, key=lambda r: (r.datetime, r.id)):
+        day = _solar_day(r.datetime, lon)
+        key = (day, _radiometry_key(r, bands))
+        groups.setdefault(key, TimeSlice(day)).items.append(r)
+    return sorted(groups.values(), key=lambda s: (s.day, s.first.datetime, s.first.id))
+
+
+def _load_item(
+    r: ResolvedItem, slice_index: int, bands: Sequence[str], radsat: bool
+) -> pystac.Item:
+    """A copy of the item whose assets are keyed by role (red, green, blue, mask[, radsat])."""
+    src = r.item
+    item = pystac.Item(
+        id=f"{slice_index:04d}-{src.id}",
+        geometry=src.geometry,
+        bbox=src.bbox,
+        datetime=r.datetime,
+        properties={
+            k: v for k, v in src.properties.items() if k.startswith("proj:") or k == "datetime"
+        }
+        | {"rgb_assets:slice": slice_index},
+        stac_extensions=list(src.stac_extensions),
+    )
+    roles = {b: r.bands[b].key for b in bands} | {"mask": r.mask.key}
+    if radsat:
+        roles["radsat"] = r.extra_masks["radsat"].key
+    for role, key in roles.items():
+        a = src.assets[key]
+        extra = dict(a.extra_fields)
+        href = a.get_absolute_href() or a.href
+        item.add_asset(
+            role,
+            pystac.Asset(href=href, media_type=a.media_type, roles=["data"], extra_fields=extra),
+        )
+    return item
+
+
+def _nodata_scalar(band: np.ndarray, nodata: float) -> Any:
+    """Nodata as a scalar of the band's dtype, or None when no value of the dtype can match."""
+    if np.isnan(nodata):
+        return None
+    if band.dtype.kind in "ui":
+        info = np.iinfo(band.dtype)
+        ok = nodata == int(nodata) and info.min <= nodata <= info.max
+        return band.dtype.type(int(nodata)) if ok else None
+    v = band.dtype.type(nodata)
+    return v if float(v) == nodata else None
+
+
+def _strips(y: int, x: int, t: int) -> Iterator[slice]:
+    """Row strips of about 64 Ki pixels per time plane, so a strip of every plane stays in
+    cache while a task works through it."""
+    step = max(1, min(y, 65536 // max(x, 1)))
+    for y0 in range(0, y, step):
+        yield slice(y0, min(y, y0 + step))
+
+
+def _valid_block(
+    mask: np.ndarray,
+    *arrays: np.ndarray,
+    nodatas: np.ndarray,
+    clear: Callable[[np.ndarray], np.ndarray] | None = None,
+    aoi_mask: bool = False,
+) -> np.ndarray:
+    """(T, y, x) observations: clear, inside the AOI, and no band at its nodata value.
+
+    ``mask`` is the mask band, made boolean by ``clear`` (or already boolean). ``arrays`` are
+    the bands, then the (y, x) AOI mask when ``aoi_mask``; ``nodatas`` is (B, T). Works strip
+    by strip; unsigned bands whose nodata is 0 are tested once, on their minimum.
+    """
+    bands, inside = (arrays[:-1], arrays[-1]) if aoi_mask else (arrays, None)
+    t, y, x = mask.shape
+    valid = np.empty((t, y, x), bool)
+    nd = [[_nodata_scalar(b, float(nodatas[i, j])) for j in range(t)] for i, b in enumerate(bands)]
+    for ys in _strips(y, x, t):
+        v = valid[:, ys]
+        np.copyto(v, clear(mask[:, ys]) if clear is not None else mask[:, ys])
+        if inside is not None:
+            v &= inside[ys]
+        for j in range(t):
+            zero_nd: list[np.ndarray] = []
+            for i, b in enumerate(bands):
+                value = nd[i][j]
+                if value is None:
+                    continue
+                if value == 0 and b.dtype.kind == "u":
+                    zero_nd.append(b[j, ys])
+                else:
+                    v[j] &= b[j, ys] != value
+            if zero_nd:
+                lowest = zero_nd[0]
+                for other in zero_nd[1:]:
+                    lowest = np.minimum(lowest, other)
+                v[j] &= lowest != 0
+    return valid
+
+
+def _median_network(t: int) -> list[tuple[int, int, bool, bool]]:
+    """Compare-exchanges of Batcher's odd-even merge sort for ``t`` inputs, pruned backwards
+    to those (and within those to the min or max half) that ranks t//2 - 1 and t//2 need."""
+    pairs: list[tuple[int, int]] = []
+    p = 1
+    while p < t:
+        k = p
+        while k >= 1:
+            for j in range(k % p, t - k, 2 * k):
+                for i in range(min(k, t - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    needed = {max(t // 2 - 1, 0), t // 2}
+    network: list[tuple[int, int, bool, bool]] = []
+    for i, j in reversed(pairs):
+        if i in needed or j in needed:
+            network.append((i, j, i in needed, j in needed))
+            needed |= {i, j}
+    network.reverse()
+    return network
+
+
+def _uint16_plan(
+    band: np.ndarray, scales: np.ndarray, offsets: np.ndarray
+) -> tuple[list[int], np.float32, np.float32] | None:
+    """(DN shift per slice, scale, offset) to sort uint8/uint16 DN as uint16 keys, or None.
+
+    Possible when every slice has the same scale and offsets that are whole multiples of it
+    (one processing baseline, or Sentinel-2's 1000 DN shift), and shifted values fit 16 bits.
+    """
+    s, o = scales.astype(np.float32), offsets.astype(np.float32)
+    if band.dtype not in (np.uint8, np.uint16) or not s[0] > 0 or not np.all(s == s[0]):
+        return None
+    ratio = o.astype(np.float64) / float(s[0])
+    steps = np.rint(ratio)
+    if not np.all(np.abs(ratio - steps) < 1e-3):
+        return None
+    shift = [int(d) for d in steps - steps.min()]
+    top = [int(band[j].max(initial=0)) + d if d else 0 for j, d in enumerate(shift)]
+    if max(top, default=0) > 0xFFFF:
+        return None
+    return shift, s[0], o[int(np.argmin(steps))]
+
+
+def _balance(valid: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sentinel masks for the median of the valid values at fixed ranks: of a pixel's T - n
+    non-observations, the first (T - n) // 2 in time order sort low and the others high.
+    Returns (low, high, odd count, no observation)."""
+    t = valid.shape[0]
+    count_dtype = np.uint8 if t < 256 else np.int32
+    n = valid.sum(axis=0, dtype=count_dtype)
+    n_low = (count_dtype(t) - n) >> 1
+    seen = np.zeros_like(n)
+    invalid = ~valid
+    low = np.empty_like(valid)
+    for j in range(t):
+        np.less(seen, n_low, out=low[j])
+        low[j] &= invalid[j]
+        seen += invalid[j]
+    return low, invalid ^ low, (n & 1).astype(bool), n == 0
+
+
+def _median_block(
+    valid: np.ndarray, band: np.ndarray, *, scales: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """(T, y, x) observations (``_valid_block``) and DN → (y, x) float32 median reflectance,
+    NaN where there is no observation.
+
+    Equals ``numpy.nanmedian`` of ``float32(DN) * scale + offset`` over the observations,
+    without transposes or per-pixel calls: a pixel's n observations are padded to T values
+    with ``(T - n) // 2`` low and the rest high sentinels, which puts their median at the fixed
+    ranks T//2 - 1 and T//2 of all T values; a selection network (the part of Batcher's merge
+    sort those two ranks need) then finds them with vectorised min/max over whole time planes,
+    row strip by row strip so the planes stay in cache. uint8/uint16 DN are sorted as uint16
+    keys when the slices' radiometry allows (see ``_uint16_plan``), and only the two selected
+    planes become float; other inputs sort float32 reflectance (NaN data is not an observation,
+    as in ``nanmedian``). Bit-identical to ``numpy.nanmedian`` except with mixed offsets, where
+    a value can differ by one float32 ulp (it is converted with the lowest offset's radiometry).
+    """
+    t, y, x = valid.shape
+    if t == 0:
+        return np.full((y, x), np.nan, np.float32)
+    out = np.empty((y, x), np.float32)
+    network = _median_network(t)
+    rank_a, rank_b = max(t // 2 - 1, 0), t // 2
+    plan = _uint16_plan(band, scales, offsets)
+    s, o = scales.astype(np.float32), offsets.astype(np.float32)
+    strip = next(_strips(y, x, t)).stop
+    keys16 = np.empty((t + 1, strip, x), np.uint16) if plan is not None else None
+    keys32 = np.empty((t + 1, strip, x), np.float32) if plan is None else None
+    for ys in _strips(y, x, t):
+        h = ys.stop - ys.start
+        v = valid[:, ys]
+        low, high, odd, none = _balance(v)
+        if plan is not None:
+            assert keys16 is not None
+            keys = keys16[:, :h]
+            high16 = np.negative(high.view(np.uint8), dtype=np.uint16)  # 0xFFFF: force high
+            keep16 = np.subtract(low.view(np.uint8), 1, dtype=np.uint16)  # 0: force low
+            for j, d in enumerate(plan[0]):
+                if d:
+                    np.add(band[j, ys], np.uint16(d), out=keys[j], dtype=np.uint16)
+                    keys[j] |= high16[j]
+                else:
+                    np.bitwise_or(band[j, ys], high16[j], out=keys[j], dtype=np.uint16)
+                keys[j] &= keep16[j]
+        else:
+            assert keys32 is not None
+            keys = keys32[:, :h]
+            for j in range(t):
+                np.multiply(band[j, ys], s[j], out=keys[j], dtype=np.float32, casting="unsafe")
+                keys[j] += o[j]
+            nan = np.isnan(keys[:t])
+            if nan.any():  # NaN data: not an observation for this band's median
+                low, high, odd, none = _balance(v & ~nan)
+            np.copyto(keys[:t], np.float32(-np.inf), where=low)
+            np.copyto(keys[:t], np.float32(np.inf), where=high)
+        # Rank r lives in keys[row_of[r]]; the spare row receives each new minimum.
+        row_of = list(range(t))
+        spare = t
+        for i_lo, i_hi, want_min, want_max in network:
+            a, c = keys[row_of[i_lo]], keys[row_of[i_hi]]
+            if want_min:
+                np.minimum(a, c, out=keys[spare])
+                row_of[i_lo], spare = spare, row_of[i_lo]
+            if want_max:
+                np.maximum(a, c, out=c)
+        va = keys[row_of[rank_a]].astype(np.float32)
+        vb = keys[row_of[rank_b]].astype(np.float32)
+        if plan is not None:
+            for val in (va, vb):
+                val *= plan[1]
+                val += plan[2]
+        with np.errstate(invalid="ignore"):  # -inf + inf where there is no observation
+            med = va + vb
+        med *= np.float32(0.5)
+        np.copyto(med, vb if t % 2 else va, where=odd)
+        np.copyto(med, np.float32(np.nan), where=none)
+        out[ys] = med
+    return out
+
+
+def _count_block(valid: np.ndarray) -> np.ndarray:
+    return valid.sum(axis=0, dtype=np.uint16)
+
+
+def _composite_block(
+    clear: np.ndarray,
+    *bands: np.ndarray,
+    scales: np.ndarray,
+    offsets: np.ndarray,
+    nodatas: np.ndarray,
+) -> np.ndarray:
+    """(T, y, x) inputs → (B + 1, y, x) float32: per-band median reflectance, then clear count.
+
+    The in-memory form of what ``median_composite`` does tile by tile with Dask.
+    """
+    valid = _valid_block(clear, *bands, nodatas=nodatas)
+    meds = [
+        _median_block(valid, b, scales=scales[i], offsets=offsets[i]) for i, b in enumerate(bands)
+    ]
+    return np.stack([*meds, _count_block(valid).astype(np.float32)])
+
+
+def load_stack(
+    slices: Sequence[TimeSlice],
+    geobox: GeoBox,
+    options: CompositeOptions,
+) -> tuple[xr.Dataset, bool]:
+    """Lazy (time, y, x) Dask-backed dataset with the bands, ``mask`` and maybe ``radsat``."""
+    radsat = (
+        options.mask.kind == "qa_pixel"
+        and options.mask.use_radsat
+        and all("radsat" in r.extra_masks for s in slices for r in s.items)
+    )
+    items = [
+        [_load_item(r, i, options.bands, radsat) for r in s.items] for i, s in enumerate(slices)
+    ]
+    measurements = [*options.bands, "mask"] + (["radsat"] if radsat else [])
+    resampling = {"mask": "nearest", "radsat": "nearest", "*": options.resampling}
+    ds = load_slices(
+        items,
+        [s.first.datetime for s in slices],
+        measurements,
+        geobox,
+        options.chunk,
+        resampling,
+    )
+    return ds, radsat
+
+
+def median_composite(
+    items: Sequence[ResolvedItem],
+    geobox: GeoBox,
+    options: CompositeOptions,
+    aoi_geometry: Geometry | None = None,
+) -> xr.Dataset:
+    """Lazy monthly median composite: float32 reflectance per band plus ``clear_count`` (uint16).
+
+    Pixels with no clear observation are NaN in every band and 0 in the count. With
+    ``clip_to_aoi``, pixels outside the AOI polygon are treated the same way.
+    """
+    if not items:
+        raise ValueError("median_composite needs at least one item")
+    lon = float(geobox.extent.centroid.to_crs("EPSG:4326").coords[0][0])
+    slices = group_time_slices(items, lon, options.bands)
+    ds, radsat = load_stack(slices, geobox, options)
+
+    scales = np.array([[s.first.bands[b].scale for s in slices] for b in options.bands], "float32")
+    offsets = np.array(
+        [[s.first.bands[b].offset for s in slices] for b in options.bands], "float32"
+    )
+    nodatas = np.array(
+        [
+            [np.nan if s.first.bands[b].nodata is None else s.first.bands[b].nodata for s in slices]
+            for b in options.bands
+        ],
+        "float64",
+    )
+    rule = options.mask
+    mask = ds["mask"].data
+    # The mask band is turned into "clear" inside the observation task, strip by strip, unless
+    # saturation or dilation need it as a whole array first.
+    clear, clear_fn = mask, rule.clear
+    if radsat or rule.dilation:
+        clear, clear_fn = da.map_blocks(rule.clear, mask, dtype=bool), None
+    if radsat:
+        clear = clear & da.map_blocks(qa_radsat_clear, ds["radsat"].data, dtype=bool)
+    if rule.dilation:
+        clear = da.map_overlap(
+            dilate_invalid,
+            clear,
+            depth={0: 0, 1: rule.dilation, 2: rule.dilation},
+            boundary=True,
+            dtype=bool,
+            pixels=rule.dilation,
+        )
+    # Per tile: one task for the observations (mask, AOI, nodata), then one median task per
+    # band (they run in parallel) and the count; every task sees all time slices of its tile.
+    band_data = [ds[b].data for b in options.bands]
+    inputs: list[Any] = [clear, "tyx", *(a for d in band_data for a in (d, "tyx"))]
+    if options.clip_to_aoi and aoi_geometry is not None:
+        inside = rasterize(aoi_geometry, geobox).data
+        inputs += [da.from_array(inside, chunks=mask.chunks[1:]), "yx"]
+    valid = da.blockwise(
+        _valid_block,
+        "tyx",
+        *inputs,
+        dtype=bool,
+        nodatas=nodatas,
+        clear=clear_fn,
+        aoi_mask=len(inputs) > 2 * (1 + len(band_data)),
+    )
+    coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims and k != "time"}
+    data_vars: dict[str, xr.DataArray] = {}
+    for i, b in enumerate(options.bands):
+        med = da.blockwise(
+            _median_block,
+            "yx",
+            valid,
+            "tyx",
+            band_data[i],
+            "tyx",
+            concatenate=True,
+            dtype=np.float32,
+            scales=scales[i],
+            offsets=offsets[i],
+        )
+        data_vars[b] = xr.DataArray(
+            med,
+            dims=("y", "x"),
+            coords=coords,
+            attrs={"units": "1", "long_name": f"{b} surface reflectance (monthly median)"},
+        )
+    data_vars[COUNT_BAND] = xr.DataArray(
+        da.blockwise(_count_block, "yx", valid, "tyx", concatenate=True, dtype=np.uint16),
+        dims=("y", "x"),
+        coords=coords,
+        attrs={"long_name": "number of clear observations"},
+    )
+    result = xr.Dataset(data_vars)
+    result.attrs["observations"] = len(slices)
+    return result

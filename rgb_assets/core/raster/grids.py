@@ -1,0 +1,63 @@
+"""The output grid of a composite, as an odc-geo GeoBox.
+
+Default: the UTM zone of the AOI's centroid at the collection's native resolution, snapped to
+whole multiples of the resolution so every month of an AOI lands on the same pixels.
+"""
+
+from __future__ import annotations
+
+from affine import Affine
+from odc.geo import xy_
+from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.errors import InputError
+
+MAX_PIXELS = 40_000 * 40_000
+
+
+def aoi_geometry(aoi: Aoi) -> Geometry:
+    return Geometry(aoi.geometry, "EPSG:4326")
+
+
+def output_geobox(
+    aoi: Aoi, resolution: float, crs: str | None = None, align_to: Affine | None = None
+) -> GeoBox:
+    """GeoBox covering the AOI; ``crs=None`` picks the AOI's UTM zone.
+
+    ``align_to`` (a native grid's transform, same CRS and resolution) snaps the pixel edges to
+    that grid, so a composite on the scenes' own grid involves no resampling at all.
+    """
+    if not resolution or resolution <= 0:
+        raise InputError("resolution", f"{resolution!r} must be a positive number of CRS units")
+    geom = aoi_geometry(aoi)
+    try:
+        target = CRS.utm(geom) if crs in (None, "", "utm") else CRS(crs)
+    except Exception as e:
+        raise InputError("crs", f"{crs!r} is not a CRS pyproj understands: {e}") from None
+    anchor = None
+    if align_to is not None and abs(abs(align_to.a) - resolution) < 1e-9:
+        anchor = xy_((align_to.c / resolution) % 1.0, (align_to.f / resolution) % 1.0)
+    if anchor is None:
+        geobox = GeoBox.from_geopolygon(geom, resolution=resolution, crs=target)
+    else:
+        geobox = GeoBox.from_geopolygon(geom, resolution=resolution, crs=target, anchor=anchor)
+    if geobox.shape[0] * geobox.shape[1] > MAX_PIXELS:
+        raise InputError(
+            "resolution", f"grid {geobox.shape} for AOI {aoi.name!r} exceeds {MAX_PIXELS} pixels"
+        )
+    return geobox
+
+
+def describe(geobox: GeoBox) -> dict[str, object]:
+    """JSON-friendly grid description, used in metadata and to compare requested vs produced."""
+    a = geobox.affine
+    return {
+        "crs": f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg else geobox.crs.wkt,
+        "epsg": geobox.crs.epsg,
+        "shape": [int(geobox.shape[0]), int(geobox.shape[1])],
+        "transform": [a.a, a.b, a.c, a.d, a.e, a.f],
+        "resolution": abs(a.a),
+    }

@@ -1,0 +1,236 @@
+"""Writers for a computed composite: Zarr, analysis COG, 8-bit visual COG and PNG thumbnail.
+
+The composite is computed once, into the Zarr store; the COGs are then written block by block
+from that store, so memory stays bounded by the tile size whatever the AOI. Every product is
+written to a local staging folder first and published by the caller through the store
+(atomic rename or single PUT), so a failed run never leaves a half-written product in place.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+import zarr
+from affine import Affine
+from PIL import Image
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
+
+from rgb_assets.core.raster.compositing import COUNT_BAND
+
+BLOCK = 512
+ZARR_CHUNK = 512
+# Visual stretch: surface reflectance 0 → 1 and VISUAL_MAX → 255, linear, clipped; 0 is nodata.
+VISUAL_MAX = 0.3
+THUMBNAIL_SIZE = 512
+
+Region = tuple[slice, slice]
+#: Composite pixels computed per thread and batch in ``write_zarr`` (two 1024² tiles).
+BATCH_PIXELS_PER_THREAD = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    crs_wkt: str
+    epsg: int | None
+    transform: Affine
+    height: int
+    width: int
+
+
+def grid_of(ds: xr.Dataset) -> GridInfo:
+    gb = ds.odc.geobox
+    return GridInfo(gb.crs.wkt, gb.crs.epsg, gb.affine, int(gb.shape[0]), int(gb.shape[1]))
+
+
+def _threads() -> int:
+    """Threads that will run the computation: the Dask cluster's, else the local pool's."""
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    except (ImportError, ValueError):
+        return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def _tile_batches(chunks: tuple[tuple[int, ...], ...], size: int) -> Iterator[list[Region]]:
+    """The (y, x) blocks of a 2-D chunking, row-major, in batches of ``size`` blocks."""
+    ys = np.cumsum((0, *chunks[0]))
+    xs = np.cumsum((0, *chunks[1]))
+    tiles = [
+        (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+        for y0, y1 in zip(ys[:-1], ys[1:], strict=True)
+        for x0, x1 in zip(xs[:-1], xs[1:], strict=True)
+    ]
+    for i in range(0, len(tiles), size):
+        yield tiles[i : i + size]
+
+
+def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -> None:
+    """Compute the (lazy) composite into a Zarr v2 store with consolidated metadata.
+
+    CRS and transform are written the CF/GDAL way (``spatial_ref`` with ``crs_wkt`` and
+    ``GeoTransform``), which both rioxarray and odc-geo read back. The data is computed in
+    batches of compute tiles (``BATCH_PIXELS_PER_THREAD`` per thread of the cluster, at least
+    one tile), each batch written before the next starts: a single ``to_zarr`` lets Dask's
+    ordering load the inputs of many tiles ahead of their reduction, so peak memory would grow
+    with the AOI instead of staying at a few tiles.
+    """
+    grid = grid_of(ds)
+    out = ds.rio.write_crs(grid.crs_wkt).rio.write_transform(grid.transform)
+    names = [str(n) for n in out.data_vars]
+    lazy = {n: out[n].data for n in names if isinstance(out[n].data, da.Array)}
+    for name in names:
+        out[name].encoding = {"chunks": (ZARR_CHUNK, ZARR_CHUNK)}
+        if out[name].dtype.kind == "f":
+            out[name].encoding["_FillValue"] = np.float32(np.nan)
+        out[name] = out[name].chunk({"y": ZARR_CHUNK, "x": ZARR_CHUNK})
+    if not lazy:
+        out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=True)
+        return
+    # Metadata, coordinates and consolidated metadata now; the lazy data block batch by batch.
+    out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=False)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    first = next(iter(lazy.values()))
+    tile_px = first.chunksize[-2] * first.chunksize[-1]
+    size = tiles_per_batch or max(1, BATCH_PIXELS_PER_THREAD * _threads() // tile_px)
+    # Tiles that do not end on Zarr chunk edges share chunks: serialise their writes.
+    inner = (*first.chunks[-2][:-1], *first.chunks[-1][:-1])
+    lock = any(c % ZARR_CHUNK for c in inner)
+    for batch in _tile_batches(first.chunks[-2:], size):
+        sources, targets, regions = [], [], []
+        for name, arr in lazy.items():
+            for ys, xs in batch:
+                sources.append(arr[ys, xs].rechunk(ZARR_CHUNK))
+                targets.append(group[name])
+                regions.append((ys, xs))
+        da.store(sources, targets, regions=regions, lock=lock)
+
+
+def _blocks(height: int, width: int, size: int = BLOCK):
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def _translate(tmp: Path, dest: Path, nodata: float, resampling: str) -> None:
+    profile = cog_profiles.get("deflate")
+    profile.update(blockxsize=BLOCK, blockysize=BLOCK)
+    if np.isnan(nodata):
+        profile["predictor"] = 3
+    cog_translate(
+        str(tmp),
+        str(dest),
+        profile,
+        nodata=nodata,
+        overview_resampling=resampling,
+        quiet=True,
+        in_memory=False,
+        add_mask=False,
+    )
+    ok, errors, _ = cog_validate(str(dest), quiet=True)
+    if not ok:
+        raise RuntimeError(f"{dest.name} is not a valid COG: {errors}")
+
+
+def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
+    """Analysis COG: float32 reflectance bands plus the clear count, NaN nodata, overviews."""
+    grid = grid_of(ds)
+    names = [*bands, COUNT_BAND]
+    tmp = staging / f"{path.stem}.raw.tif"
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="GTiff",
+        height=grid.height,
+        width=grid.width,
+        count=len(names),
+        dtype="float32",
+        crs=grid.crs_wkt,
+        transform=grid.transform,
+        nodata=np.nan,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
+    ) as dst:
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+        for w in _blocks(grid.height, grid.width):
+            ys, xs = slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
+            block = np.stack([ds[n].isel(y=ys, x=xs).values.astype("float32") for n in names])
+            dst.write(block, window=w)
+    _translate(tmp, path, np.nan, "average")
+    tmp.unlink()
+
+
+def stretch_to_byte(refl: np.ndarray, vmax: float = VISUAL_MAX) -> np.ndarray:
+    """Reflectance → uint8 display value: linear 0..vmax → 1..255, NaN → 0 (nodata)."""
+    scaled = 1.0 + 254.0 * np.clip(refl, 0.0, vmax) / vmax
+    out = np.where(np.isnan(refl), 0, np.rint(scaled)).astype(np.uint8)
+    return out
+
+
+def write_visual(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
+    """8-bit RGB COG for web maps with the documented linear stretch and nodata 0."""
+    grid = grid_of(ds)
+    tmp = staging / f"{path.stem}.raw.tif"
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="GTiff",
+        height=grid.height,
+        width=grid.width,
+        count=3,
+        dtype="uint8",
+        crs=grid.crs_wkt,
+        transform=grid.transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
+        photometric="RGB",
+    ) as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+        for w in _blocks(grid.height, grid.width):
+            ys, xs = slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
+            rgb = np.stack([ds[b].isel(y=ys, x=xs).values for b in bands])
+            # A pixel is nodata in the visual only when every band is.
+            byte = stretch_to_byte(rgb)
+            allnan = np.isnan(rgb).all(axis=0)
+            byte[:, ~allnan] = np.maximum(byte[:, ~allnan], 1)
+            dst.write(byte, window=w)
+    _translate(tmp, path, 0, "average")
+    tmp.unlink()
+
+
+def write_thumbnail(visual: Path, path: Path, size: int = THUMBNAIL_SIZE) -> tuple[int, int]:
+    """PNG (RGBA, transparent nodata) no larger than ``size`` on its long side."""
+    with rasterio.open(visual) as src:
+        factor = max(src.width, src.height) / size
+        if factor > 1:
+            shape = (
+                max(1, math.floor(src.height / factor)),
+                max(1, math.floor(src.width / factor)),
+            )
+        else:
+            shape = (src.height, src.width)
+        rgb = src.read(out_shape=(3, *shape), resampling=Resampling.nearest)
+    alpha = np.where((rgb == 0).all(axis=0), 0, 255).astype(np.uint8)
+    Image.fromarray(np.dstack([*rgb, alpha]), mode="RGBA").save(path, optimize=True)
+    return shape

@@ -1,0 +1,373 @@
+"""Static STAC catalogs of what was archived (raw) and what was made (derived).
+
+A catalog is ``{prefix}/catalog.json`` with one child collection per source collection, and
+items grouped by partition: ``{collection}/{aoi}/{YYYY-MM}/{item}/{item}.json``. Replacing a
+partition rewrites only that partition's items, the collection and the root (not the whole
+tree), in an order that never leaves a dangling link: new items first, then the collection
+and root that link them, then the files of items no longer linked. Every file is written
+atomically and the whole update holds the catalog's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import pystac
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.processing import ProcessingExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Statistics
+
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.collection_specs import CollectionSpec
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.storage.store import Store, stac_io
+
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+# The raster extension spells a NaN nodata as the string "nan" (JSON has no NaN).
+NAN = "nan"
+AOI_PROP = "rgb_assets:aoi"
+MONTH_PROP = "rgb_assets:month"
+CREATOR = pystac.Provider(
+    "rgb-assets", roles=[pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST]
+)
+
+
+@dataclass
+class CatalogUpdate:
+    """Result of replacing one partition in a catalog."""
+
+    catalog: str
+    collection: str
+    item_keys: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def _empty_collection(
+    collection_id: str, title: str, description: str, license: str
+) -> pystac.Collection:
+    return pystac.Collection(
+        id=collection_id,
+        title=title,
+        description=description,
+        license=license,
+        providers=[CREATOR],
+        extent=pystac.Extent(
+            pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+            pystac.TemporalExtent([[None, None]]),
+        ),
+    )
+
+
+def _union_extent(collection: pystac.Collection, items: Sequence[pystac.Item], fresh: bool) -> None:
+    bboxes = [i.bbox for i in items if i.bbox]
+    times: list[datetime] = []
+    for i in items:
+        for k in ("datetime", "start_datetime", "end_datetime"):
+            v = i.properties.get(k)
+            if v:
+                times.append(pystac.utils.str_to_datetime(v))
+    if not bboxes:
+        return
+    old = None if fresh else collection.extent.spatial.bboxes[0]
+    xs = [b[0] for b in bboxes] + ([old[0]] if old else [])
+    ys = [b[1] for b in bboxes] + ([old[1]] if old else [])
+    xe = [b[2] for b in bboxes] + ([old[2]] if old else [])
+    ye = [b[3] for b in bboxes] + ([old[3]] if old else [])
+    collection.extent.spatial = pystac.SpatialExtent([[min(xs), min(ys), max(xe), max(ye)]])
+    t0, t1 = (None, None) if fresh else collection.extent.temporal.intervals[0]
+    lo = min(times + ([t0] if t0 else []))
+    hi = max(times + ([t1] if t1 else []))
+    collection.extent.temporal = pystac.TemporalExtent([[lo, hi]])
+
+
+class StaticCatalog:
+    """A self-contained STAC catalog in a store, updated one partition at a time."""
+
+    def __init__(self, store: Store, prefix: str, title: str, description: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+        self.title = title
+        self.description = description
+        self.io = stac_io(store)
+
+    @property
+    def root_key(self) -> str:
+        return f"{self.prefix}/catalog.json"
+
+    def partition_dir(self, collection_id: str, aoi: str, month: Month) -> str:
+        return f"{self.prefix}/{collection_id}/{aoi}/{month.key}"
+
+    def item_key(self, collection_id: str, aoi: str, month: Month, item_id: str) -> str:
+        return f"{self.partition_dir(collection_id, aoi, month)}/{item_id}/{item_id}.json"
+
+    def _open_root(self) -> pystac.Catalog:
+        if self.store.exists(self.root_key):
+            root = pystac.Catalog.from_file(self.store.uri(self.root_key), stac_io=self.io)
+        else:
+            root = pystac.Catalog(
+                id=self.prefix.replace("/", "-"), title=self.title, description=self.description
+            )
+            root.set_self_href(self.store.uri(self.root_key))
+        root.catalog_type = pystac.CatalogType.SELF_CONTAINED
+        return root
+
+    def open(self) -> pystac.Catalog:
+        return pystac.Catalog.from_file(self.store.uri(self.root_key), stac_io=self.io)
+
+    def replace_partition(
+        self,
+        template: pystac.Collection,
+        aoi: str,
+        month: Month,
+        items: Sequence[pystac.Item],
+    ) -> CatalogUpdate:
+        """Make the partition's items exactly ``items`` (an empty list unpublishes it)."""
+        with self.store.lock(f"{self.prefix}/.lock"):
+            return self._replace(template, aoi, month, items)
+
+    def _replace(
+        self, template: pystac.Collection, aoi: str, month: Month, items: Sequence[pystac.Item]
+    ) -> CatalogUpdate:
+        root = self._open_root()
+        collection = next((c for c in root.get_children() if c.id == template.id), None)
+        fresh = collection is None
+        if collection is None:
+            collection = template.clone()
+            collection.clear_items()
+            root.add_child(collection)
+            collection.set_self_href(self.store.uri(f"{self.prefix}/{template.id}/collection.json"))
+        assert isinstance(collection, pystac.Collection)
+        part_uri = self.store.uri(self.partition_dir(template.id, aoi, month)) + "/"
+        keep, removed = [], []
+        for link in collection.links:
+            href = link.get_absolute_href() or ""
+            if link.rel == "item" and href.startswith(part_uri):
+                removed.append(href)
+            else:
+                keep.append(link)
+        collection.links = keep
+        update = CatalogUpdate(self.root_key, template.id)
+        new_hrefs = set()
+        for item in items:
+            key = self.item_key(template.id, aoi, month, item.id)
+            item.set_self_href(self.store.uri(key))
+            collection.add_item(item)
+            item.set_self_href(self.store.uri(key))
+            for asset in item.assets.values():
+                if asset.href.startswith("/") or "://" in asset.href:
+                    asset.href = _relative(asset.href, self.store.uri(key))
+            new_hrefs.add(self.store.uri(key))
+            update.item_keys.append(key)
+        if items:
+            still_linked = [lk for lk in collection.links if lk.rel == "item"]
+            _union_extent(collection, items, fresh or len(still_linked) == len(items))
+        for item in items:
+            item.save_object(include_self_link=False, stac_io=self.io)
+        collection.save_object(include_self_link=False, stac_io=self.io)
+        root.save_object(include_self_link=False, stac_io=self.io)
+        for href in removed:
+            if href not in new_hrefs:
+                key = self._key_of(href)
+                self.store.delete(key.rsplit("/", 1)[0])
+                update.removed.append(key)
+        return update
+
+    def _key_of(self, href: str) -> str:
+        root = self.store.uri("x")[:-1]
+        return href[len(root) :] if href.startswith(root) else href
+
+    def relative_href(self, from_key: str, to_key: str) -> str:
+        """Relative href from the file at ``from_key`` to ``to_key`` (same store)."""
+        return posixpath.relpath(to_key, posixpath.dirname(from_key))
+
+
+# -- raw catalog ---------------------------------------------------------------------------
+def raw_collection(
+    spec: CollectionSpec, source_url: str, source_collection: str
+) -> pystac.Collection:
+    c = _empty_collection(
+        spec.key,
+        f"Archive: {spec.title}",
+        f"Scenes of {source_collection!r} from {source_url} archived by rgb-assets "
+        "(assets needed for RGB composites: red, green, blue and the mask band).",
+        spec.license,
+    )
+    c.add_link(pystac.Link("via", source_url, title="Source STAC"))
+    return c
+
+
+def raw_catalog_item(archived: pystac.Item, aoi: str) -> pystac.Item:
+    """Catalog copy of an archived item: id unique per AOI (the clip differs per AOI)."""
+    item = archived.full_copy()
+    item.id = f"{archived.id}__{aoi}"
+    item.set_root(None)
+    item.set_parent(None)
+    item.collection_id = None
+    item.links = [lk for lk in item.links if lk.rel not in ("root", "parent", "collection", "self")]
+    return item
+
+
+# -- derived catalog ------------------------------------------------------------------------
+def derived_collection(spec: CollectionSpec) -> pystac.Collection:
+    c = _empty_collection(
+        f"{spec.key}-monthly-rgb",
+        f"Monthly median RGB composites: {spec.title}",
+        "Cloud-free monthly per-pixel median surface reflectance (red, green, blue) with a "
+        "clear-observation count, made by rgb-assets from archived scenes.",
+        spec.license,
+    )
+    return c
+
+
+def _statistics(band: dict[str, Any] | None) -> Statistics | None:
+    if not band or "minimum" not in band:
+        return None
+    keys = ("minimum", "maximum", "mean", "stddev", "valid_percent")
+    return Statistics.create(**{k: band[k] for k in keys})
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("rgb-assets", "odc-stac", "dask", "xarray", "rasterio"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+@dataclass(frozen=True)
+class CompositeFiles:
+    """Store keys and sizes of the products of one composite."""
+
+    cog: str
+    zarr: str
+    visual: str
+    thumbnail: str
+    sizes: dict[str, int]
+    checksums: dict[str, str]
+
+
+def composite_item(
+    *,
+    spec: CollectionSpec,
+    aoi: Aoi,
+    month: Month,
+    bands: Sequence[str],
+    grid: dict[str, Any],
+    files: CompositeFiles,
+    item_key: str,
+    raw_item_keys: Sequence[str],
+    stats: dict[str, Any],
+    constellation: str | None = None,
+) -> pystac.Item:
+    """The STAC item of one monthly composite, with proj, raster, eo, processing and file."""
+    end = month.end.timestamp() - 1e-3
+    item = pystac.Item(
+        id=f"{aoi.name}_{month.key}_{spec.key}",
+        geometry=aoi.geometry,
+        bbox=list(aoi.bbox),
+        datetime=None,
+        start_datetime=month.start,
+        end_datetime=datetime.fromtimestamp(end, tz=UTC),
+        properties={
+            "title": f"{spec.title} monthly median RGB, {aoi.name}, {month.key}",
+            AOI_PROP: aoi.name,
+            MONTH_PROP: month.key,
+            "rgb_assets:observations": stats["observations"],
+            "rgb_assets:clear_fraction": stats["clear_fraction"],
+        },
+    )
+    if constellation:
+        item.common_metadata.constellation = constellation
+    item.common_metadata.gsd = grid["resolution"]
+    item.common_metadata.created = datetime.now(UTC)
+
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    if grid.get("epsg"):
+        proj.code = f"EPSG:{grid['epsg']}"
+    else:
+        proj.wkt2 = grid["crs_wkt"]
+    proj.shape = grid["shape"]
+    proj.transform = grid["transform"]
+
+    proc = ProcessingExtension.ext(item, add_if_missing=True)
+    proc.level = "L3"
+    proc.lineage = (
+        f"Per-pixel median over {stats['observations']} observations of {month.key}, after "
+        f"masking with the {spec.mask_kind.upper()} band and scaling to surface reflectance."
+    )
+    proc.software = _versions()
+    proc.datetime = datetime.now(UTC)
+
+    def add(
+        key: str, store_key: str, media_type: str, roles: list[str], title: str
+    ) -> pystac.Asset:
+        href = posixpath.relpath(store_key, posixpath.dirname(item_key))
+        asset = pystac.Asset(href=href, media_type=media_type, roles=roles, title=title)
+        item.add_asset(key, asset)
+        if store_key in files.sizes:
+            fe = FileExtension.ext(asset, add_if_missing=True)
+            fe.size = files.sizes[store_key]
+            if store_key in files.checksums:
+                fe.checksum = files.checksums[store_key]
+        return asset
+
+    data = add(
+        "data", files.cog, pystac.MediaType.COG, ["data"], "Median reflectance + clear count"
+    )
+    eo_bands = [
+        Band.create(name=b, common_name=b, description=f"{b} median surface reflectance")
+        for b in bands
+    ]
+    eo_bands.append(Band.create(name="clear_count", description="clear observations per pixel"))
+    EOExtension.ext(data, add_if_missing=True).bands = eo_bands
+    raster_bands = [
+        RasterBand.create(
+            nodata=NAN,
+            data_type=DataType.FLOAT32,
+            unit="1",
+            spatial_resolution=grid["resolution"],
+            statistics=_statistics(stats["bands"].get(b)),
+        )
+        for b in bands
+    ]
+    raster_bands.append(
+        RasterBand.create(
+            nodata=NAN, data_type=DataType.FLOAT32, spatial_resolution=grid["resolution"]
+        )
+    )
+    RasterExtension.ext(data, add_if_missing=True).bands = raster_bands
+    visual = add(
+        "visual",
+        files.visual,
+        pystac.MediaType.COG,
+        ["visual"],
+        "True colour, 8-bit, reflectance 0-0.3 stretched linearly to 1-255",
+    )
+    EOExtension.ext(visual, add_if_missing=True).bands = [
+        Band.create(name=b, common_name=b) for b in bands
+    ]
+    add("thumbnail", files.thumbnail, pystac.MediaType.PNG, ["thumbnail"], "Thumbnail")
+    add("zarr", files.zarr, ZARR_MEDIA_TYPE, ["data"], "Zarr store (v2, consolidated)")
+
+    for raw_key in raw_item_keys:
+        href = posixpath.relpath(raw_key, posixpath.dirname(item_key))
+        item.add_link(pystac.Link("derived_from", href, pystac.MediaType.GEOJSON))
+    return item
+
+
+def _relative(target: str, from_file: str) -> str:
+    """Relative href from a file to a target in the same store (local paths or one URL scheme)."""
+    scheme_t, _, path_t = target.rpartition("://")
+    scheme_f, _, path_f = from_file.rpartition("://")
+    if scheme_t != scheme_f:
+        return target
+    rel = posixpath.relpath(path_t, posixpath.dirname(path_f))
+    return rel if rel.startswith("..") else f"./{rel}"

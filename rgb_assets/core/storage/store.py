@@ -1,0 +1,227 @@
+"""A store rooted at a local folder or an fsspec URL (s3://bucket/prefix), with atomic writes.
+
+Every output goes through :class:`Store`, so a reader never sees a half-written file: local files
+are written to a temporary sibling and renamed into place; object stores publish a whole object
+per PUT. Keys are ``/``-separated paths relative to the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import fsspec
+import pystac
+from pystac.stac_io import DefaultStacIO
+
+from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.storage import checksums
+
+
+def gdal_s3_options(endpoint_url: str | None) -> dict[str, str]:
+    """GDAL configuration to read ``s3://`` hrefs from an S3-compatible endpoint (MinIO,
+    SeaweedFS, Ceph...): GDAL does not read botocore's ``AWS_ENDPOINT_URL``. Empty for AWS.
+
+    Credentials are not part of it: GDAL, like s3fs, takes them from the AWS environment
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``~/.aws``, instance roles).
+    """
+    if not endpoint_url:
+        return {}
+    parsed = urlparse(endpoint_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InputError("endpoint_url", f"{endpoint_url!r} is not an http(s) URL")
+    return {
+        "AWS_S3_ENDPOINT": parsed.netloc,
+        "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",  # path-style addressing, as S3-compatible servers expect
+    }
+
+
+def _check_key(key: str) -> str:
+    parts = key.strip("/").split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InputError("key", f"{key!r} is not a safe relative store path")
+    return "/".join(parts)
+
+
+class Store:
+    """Files under one root; local paths and s3:// (or any fsspec) URLs behave the same."""
+
+    def __init__(self, root: str | Path, **storage_options: Any) -> None:
+        root = str(root)
+        if "://" not in root:
+            root = str(Path(root).expanduser().resolve())
+        self.root = root.rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
+        self.is_local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    # -- addressing -------------------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        return f"{self._base}/{_check_key(key)}"
+
+    def uri(self, key: str) -> str:
+        """An href readers (pystac, rasterio, odc-stac) can open: a local path or a URL."""
+        return self._path(key) if self.is_local else f"{self.root}/{_check_key(key)}"
+
+    def local_path(self, key: str) -> Path:
+        if not self.is_local:
+            raise RuntimeError(f"{self} is not on local disk")
+        return Path(self._path(key))
+
+    # -- reading ----------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self._path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(self._path(key))
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def size(self, key: str) -> int:
+        return int(self.fs.size(self._path(key)))
+
+    def sha256(self, key: str) -> str:
+        with self.fs.open(self._path(key), "rb") as f:
+            return checksums.stream_digest(f, "sha256")
+
+    def listdir(self, key: str) -> list[str]:
+        """Names directly under ``key`` (empty when it does not exist)."""
+        path = self._path(key)
+        if not self.fs.exists(path):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
+
+    # -- writing (atomic) --------------------------------------------------------------------
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        else:
+            self.fs.pipe_file(path, data)
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    def put_file(self, local: str | Path, key: str) -> None:
+        """Publish a finished local file under ``key`` (moved when both are on local disk)."""
+        path = self._path(key)
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, path)
+        else:
+            self.fs.put_file(str(local), path)
+
+    def put_dir(self, local: str | Path, key: str) -> None:
+        """Publish a finished local folder (e.g. a Zarr store), replacing any previous one.
+
+        Locally the new folder is renamed into place and the old one removed afterwards, so the
+        key always names one complete version. Object stores get the old prefix removed first.
+        """
+        path = self._path(key)
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            staged = f"{path}.tmp-{uuid.uuid4().hex}"
+            shutil.copytree(local, staged)
+            old = None
+            if os.path.exists(path):
+                old = f"{path}.old-{uuid.uuid4().hex}"
+                os.replace(path, old)
+            os.replace(staged, path)
+            if old:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+            self.fs.put(str(local).rstrip("/") + "/", path, recursive=True)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Serialise read-modify-write of shared files (catalogs) between concurrent runs.
+
+        Local stores use an advisory ``flock``; object stores have no lock primitive, so there
+        the caller relies on one writer per catalog (documented in the README).
+        """
+        if not self.is_local:
+            yield
+            return
+        import fcntl
+
+        lock_path = self.local_path(key)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class FsspecStacIO(DefaultStacIO):
+    """pystac IO over fsspec with atomic local writes, so catalogs live wherever the store does.
+
+    With ``fs`` (the store's filesystem), remote hrefs are opened through it, so the store's
+    options (an S3-compatible endpoint, credentials) apply to catalog files too.
+    """
+
+    def __init__(self, fs: Any | None = None) -> None:
+        super().__init__()
+        self.fs = fs
+
+    def _open(self, href: str, mode: str) -> Any:
+        if self.fs is not None:
+            return self.fs.open(href, mode, encoding="utf-8")
+        return fsspec.open(href, mode, encoding="utf-8")
+
+    def read_text_from_href(self, href: str) -> str:
+        if href.startswith(("http://", "https://")):
+            return super().read_text_from_href(href)
+        if "://" not in href or href.startswith("file://"):
+            return Path(href.removeprefix("file://")).read_text(encoding="utf-8")
+        with self._open(href, "r") as f:
+            return f.read()
+
+    def write_text_to_href(self, href: str, txt: str) -> None:
+        if "://" in href and not href.startswith("file://"):
+            with self._open(href, "w") as f:  # one PUT: readers never see a partial object
+                f.write(txt)
+            return
+        path = Path(href.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(txt)
+        os.replace(tmp, path)
+
+
+def stac_io(store: Store | None = None) -> pystac.StacIO:
+    """pystac IO for catalogs in ``store`` (any store), or for local and public hrefs."""
+    return FsspecStacIO(None if store is None or store.is_local else store.fs)

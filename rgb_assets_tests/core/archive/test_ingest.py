@@ -1,0 +1,175 @@
+"""Ingest on the real sample COGs: clip keeps the native grid and values, full copies bytes,
+declared sizes/checksums are enforced before anything reaches the store, re-runs are skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from rasterio.windows import from_bounds
+from rio_cogeo.cogeo import cog_validate
+
+from rgb_assets.core.archive.ingest import ingest_item
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.collection_specs import SENTINEL2_L2A, resolve_item
+from rgb_assets.core.domain.errors import ChecksumError
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.store import Store
+
+ITEM_ID = "S2_L2A_RO_SAMPLE_20150801"
+MONTH = Month(2015, 8)
+ASSETS = ("red", "green", "blue", "scl")
+# Inside the 100 x 100 px sample scene (lon 22.1449-22.1595, lat 45.1996-45.2100).
+AOI = Aoi.create(
+    "ingest-test",
+    {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [22.148, 45.202],
+                [22.155, 45.202],
+                [22.155, 45.207],
+                [22.148, 45.207],
+                [22.148, 45.202],
+            ]
+        ],
+    },
+)
+
+
+def _sample_item(sample_dir: Path, tmp_path: Path, **edits: dict[str, object]) -> pystac.Item:
+    """A private copy of the sample item (and its COGs), with ``edits`` applied per asset."""
+    folder = tmp_path / "source" / ITEM_ID
+    shutil.copytree(sample_dir / ITEM_ID, folder)
+    path = folder / f"{ITEM_ID}.json"
+    d = json.loads(path.read_text())
+    for key, fields in edits.items():
+        for name, value in fields.items():
+            if value is None:
+                d["assets"][key].pop(name, None)
+            else:
+                d["assets"][key][name] = value
+    path.write_text(json.dumps(d))
+    return pystac.Item.from_file(str(path))
+
+
+def _ingest(item: pystac.Item, store: Store, mode: str = "clip"):
+    return ingest_item(resolve_item(item, SENTINEL2_L2A), AOI, MONTH, store, "s2", mode=mode)
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _archived(store: Store, name: str) -> Path:
+    return store.local_path(f"{layout.raw_item_dir('s2', AOI.name, MONTH, ITEM_ID)}/{name}")
+
+
+def test_clip_is_a_cog_on_the_native_grid_with_the_source_pixels(sample_dir, tmp_path):
+    item = _sample_item(sample_dir, tmp_path)
+    store = Store(tmp_path / "store")
+    outcome = _ingest(item, store)
+    assert outcome.status == "archived"
+    # The sample declares file:size, which clip mode checks without reading the whole file.
+    assert outcome.source_verification == dict.fromkeys(ASSETS, "size")
+    assert "checksum" not in outcome.source_verification.values()
+    for key in ASSETS:
+        path = _archived(store, f"{key}.tif")
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        assert valid, errors
+        with (
+            rasterio.open(item.assets[key].get_absolute_href()) as src,
+            rasterio.open(path) as out,
+        ):
+            assert out.crs == src.crs
+            assert out.res == src.res
+            assert out.dtypes == src.dtypes
+            assert out.nodata == src.nodata
+            assert 0 < out.width < src.width and 0 < out.height < src.height
+            # Aligned to the source grid: the origin is a whole number of source pixels away.
+            col = (out.transform.c - src.transform.c) / src.transform.a
+            row = (out.transform.f - src.transform.f) / src.transform.e
+            assert col == pytest.approx(round(col), abs=1e-6)
+            assert row == pytest.approx(round(row), abs=1e-6)
+            window = (
+                from_bounds(*out.bounds, transform=src.transform).round_offsets().round_lengths()
+            )
+            assert (window.width, window.height) == (out.width, out.height)
+            np.testing.assert_array_equal(out.read(), src.read(window=window))
+        asset = outcome.item.assets[key]
+        assert asset.extra_fields["file:size"] == path.stat().st_size
+        assert asset.extra_fields["proj:shape"] == [out.height, out.width]
+
+
+def test_full_copies_bytes_and_records_size_and_checksum(sample_dir, tmp_path):
+    item = _sample_item(sample_dir, tmp_path)
+    store = Store(tmp_path / "store")
+    outcome = _ingest(item, store, mode="full")
+    assert outcome.status == "archived"
+    assert outcome.source_verification == dict.fromkeys(ASSETS, "checksum")
+    assert outcome.source_verification == dict.fromkeys(outcome.source_verification, "checksum")
+    assert sorted(outcome.source_verification) == sorted(ASSETS)
+    total = 0
+    for key in ASSETS:
+        source = Path(item.assets[key].get_absolute_href()).read_bytes()
+        copy = _archived(store, f"{key}.tif").read_bytes()
+        assert copy == source
+        asset = outcome.item.assets[key]
+        assert asset.extra_fields["file:size"] == len(source)
+        assert asset.extra_fields["file:checksum"] == "1220" + hashlib.sha256(source).hexdigest()
+        total += len(source)
+    assert outcome.bytes_written == total
+
+
+def test_clip_without_declared_size_is_reported_unverifiable(sample_dir, tmp_path):
+    item = _sample_item(sample_dir, tmp_path, green={"file:size": None, "file:checksum": None})
+    outcome = _ingest(item, Store(tmp_path / "store"))
+    assert outcome.source_verification["green"] == "unverifiable"
+    assert outcome.source_verification["red"] == "size"
+
+
+_WRONG_SHA256 = "1220" + "00" * 32
+
+
+@pytest.mark.parametrize(
+    ("mode", "edit", "message"),
+    [
+        ("full", {"file:checksum": _WRONG_SHA256}, "file:checksum"),
+        ("full", {"file:size": 1234}, "file:size"),
+        ("clip", {"file:size": 1234}, "file:size"),
+    ],
+)
+def test_source_mismatch_names_the_asset_and_writes_nothing(
+    sample_dir, tmp_path, mode, edit, message
+):
+    # The last asset read is wrong, so the others were already read and staged.
+    item = _sample_item(sample_dir, tmp_path, scl=edit)
+    root = tmp_path / "store"
+    with pytest.raises(ChecksumError, match=rf"asset 'scl'.*{message}"):
+        _ingest(item, Store(root), mode=mode)
+    assert _files(root) == []
+
+
+def test_reingest_of_intact_archive_is_skipped_and_damage_is_repaired(sample_dir, tmp_path):
+    item = _sample_item(sample_dir, tmp_path)
+    store = Store(tmp_path / "store")
+    first = _ingest(item, store)
+    red = _archived(store, "red.tif")
+    mtime = red.stat().st_mtime_ns
+    again = _ingest(item, store)
+    assert again.status == "intact" and again.bytes_written == 0
+    assert again.item.id == first.item.id
+    assert again.item.assets["red"].extra_fields == first.item.assets["red"].extra_fields
+    assert red.stat().st_mtime_ns == mtime
+    # A damaged archive is not intact: the asset is archived again.
+    red.write_bytes(red.read_bytes()[:-10])
+    repaired = _ingest(item, store)
+    assert repaired.status == "archived"
+    assert red.read_bytes() != b"" and cog_validate(str(red), quiet=True)[0]

@@ -1,0 +1,94 @@
+"""Archiving one AOI × month from a local static catalog: skips are recorded, not crashes, and
+how each source asset was verified (checksum, size) is reported and kept in the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pystac
+import pytest
+
+from rgb_assets.core.archive.partition import archive_partition, read_manifest, write_manifest
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.collection_specs import get_collection
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.source import LocalStacSource
+from rgb_assets.core.storage.store import Store
+
+REPO = Path(__file__).resolve().parents[3]
+MONTH = Month(2019, 7)  # five sample scenes intersect the sample AOI
+
+
+@pytest.fixture(scope="module")
+def aoi() -> Aoi:
+    feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
+    return Aoi.create("archive-check", feature)
+
+
+def _copy_catalog(sample_dir: Path, dest: Path, drop_mask_of: int | None) -> tuple[Path, str]:
+    """The sample collection saved to ``dest`` (hrefs to the sample's COGs); the ``scl`` asset
+    is removed from the month's ``drop_mask_of``-th scene. Returns the path and that item id."""
+    collection = pystac.Collection.from_file(str(sample_dir / "collection.json"))
+    collection = collection.full_copy()
+    month_items = sorted(
+        (i for i in collection.get_items() if i.datetime and MONTH.contains(i.datetime)),
+        key=lambda i: i.datetime,
+    )
+    for item in collection.get_items():
+        item.make_asset_hrefs_absolute()
+    victim = ""
+    if drop_mask_of is not None:
+        victim = month_items[drop_mask_of].id
+        del month_items[drop_mask_of].assets["scl"]
+    collection.normalize_hrefs(str(dest))
+    collection.save(pystac.CatalogType.SELF_CONTAINED)
+    return dest / "collection.json", victim
+
+
+def test_item_without_mask_asset_is_skipped_and_the_rest_archived(sample_dir, aoi, tmp_path):
+    path, victim = _copy_catalog(sample_dir, tmp_path / "source", drop_mask_of=2)
+    source = LocalStacSource(path)
+    saved = json.loads((path.parent / victim / f"{victim}.json").read_text())
+    assert set(saved["assets"]) >= {"red", "green", "blue"} and "scl" not in saved["assets"]
+    spec = get_collection("sentinel-2-l2a")
+    store = Store(str(tmp_path / "store"))
+    raw = archive_partition(source, spec, aoi, MONTH, store)
+
+    assert raw.stats["found"] == 5
+    assert raw.stats["archived"] == 4 and raw.stats["skipped"] == 1
+    assert victim not in {i.id for i in raw.items} and len(raw.items) == 4
+    (skip,) = raw.skipped
+    assert skip["item"] == victim
+    assert "mask" in skip["reason"] and "scl" in skip["reason"], skip["reason"]
+    for item in raw.items:
+        assert set(item.assets) == {"red", "green", "blue", "scl"}
+        assert all(Path(a.href.removeprefix("file://")).exists() for a in item.assets.values())
+
+    # The skip survives the manifest that the next step (another process) reads.
+    write_manifest(raw, store)
+    again = read_manifest(store, spec.key, aoi.name, MONTH)
+    assert again.skipped == raw.skipped and [i.id for i in again.items] == [i.id for i in raw.items]
+
+
+def test_source_verification_is_reported_and_kept(sample_dir, aoi, tmp_path):
+    path, _ = _copy_catalog(sample_dir, tmp_path / "source", drop_mask_of=None)
+    spec = get_collection("sentinel-2-l2a")
+    store = Store(str(tmp_path / "store"))
+    raw = archive_partition(LocalStacSource(path), spec, aoi, MONTH, store, mode="full")
+
+    assert raw.stats["archived"] == 5
+    # Every sample asset declares file:checksum and file:size: all four are verified per item.
+    bands = ("red", "green", "blue", "scl")
+    assert raw.source_verification == {i.id: dict.fromkeys(bands, "checksum") for i in raw.items}
+    assert raw.stats["source_verified"] == {"checksum": 20, "size": 0, "unverifiable": 0}
+    write_manifest(raw, store)
+    assert (
+        read_manifest(store, spec.key, aoi.name, MONTH).source_verification
+        == raw.source_verification
+    )
+
+    # Clipped windows are new bytes: no checksum to compare, but the declared size is checked.
+    clip = archive_partition(LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "c")))
+    assert clip.source_verification == {i.id: dict.fromkeys(bands, "size") for i in clip.items}
+    assert clip.stats["source_verified"] == {"checksum": 0, "size": 20, "unverifiable": 0}
