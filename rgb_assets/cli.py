@@ -7,16 +7,16 @@ the same ``DAGSTER_HOME`` the webserver and daemon use.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from rgb_assets.config import Settings
 from rgb_assets.core.domain.errors import InputError, RgbAssetsError
 
 
 def _instance():  # type: ignore[no-untyped-def]
     """The persistent instance; refuse an ephemeral one (partitions would silently vanish)."""
-    if not os.getenv("DAGSTER_HOME"):
+    if not Settings.from_env().dagster_home:
         raise InputError(
             "DAGSTER_HOME",
             "is not set: point it at the Dagster instance folder the webserver/daemon use",
@@ -27,9 +27,9 @@ def _instance():  # type: ignore[no-untyped-def]
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    from rgb_assets.definitions import deployment_resources
+    from rgb_assets.definitions import pipeline_resources
 
-    return deployment_resources()["storage"].aois()  # type: ignore[attr-defined]
+    return pipeline_resources(Settings.from_env())["storage"].aois()  # type: ignore[attr-defined]
 
 
 def _aoi_add(args: argparse.Namespace) -> int:
@@ -73,8 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from rgb_assets.service.app import create_app
 
-    url = os.getenv("RGB_ASSETS_DAGSTER_GRAPHQL", "http://127.0.0.1:3000/graphql")
-    uvicorn.run(create_app(url), host=args.host, port=args.port)
+    settings = Settings.from_env()
+    uvicorn.run(create_app(settings.dagster_graphql), host=args.host, port=args.port)
     return 0
 
 

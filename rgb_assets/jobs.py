@@ -2,11 +2,8 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from rgb_assets.partitions import partitions_def
-
 monthly_composite_job = define_asset_job(
     "monthly_composite_job",
     selection=AssetSelection.groups("raw", "derived"),
-    partitions_def=partitions_def,
     description="raw_scenes → raw_catalog → monthly_composite → derived_catalog for one partition",
 )

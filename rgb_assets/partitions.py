@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import (
     DynamicPartitionsDefinition,
     MonthlyPartitionsDefinition,
@@ -11,11 +9,12 @@ from dagster import (
     MultiPartitionsDefinition,
 )
 
+from rgb_assets.config import get_settings
 from rgb_assets.core.domain.errors import InputError
 from rgb_assets.core.domain.months import Month
 
 # Landsat 8 data start in April 2013; Sentinel-2 in mid 2015.
-FIRST_MONTH = os.getenv("RGB_ASSETS_FIRST_MONTH", "2013-04")
+FIRST_MONTH = get_settings().first_month
 
 aoi_partitions = DynamicPartitionsDefinition(name="aoi")
 month_partitions = MonthlyPartitionsDefinition(start_date=Month.parse(FIRST_MONTH).partition_key)

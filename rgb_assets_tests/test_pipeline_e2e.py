@@ -26,10 +26,13 @@ from shapely.ops import transform as shp_transform
 from stac_pydantic import Item as PydanticItem
 
 from rgb_assets.aois import register_aoi
+from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.products.composite import composite_keys
+from rgb_assets.core.products.composite import product_versions, read_product
 from rgb_assets.core.raster.masking import DEFAULT_SCL_EXCLUDE
-from rgb_assets.definitions import deployment_resources, monthly_composite_job_def
+from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.layout import PartitionPaths
+from rgb_assets.definitions import monthly_composite_job_def, pipeline_resources
 from rgb_assets.partitions import partition_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +69,20 @@ def _materialization(instance: DagsterInstance, asset: str, run_id: str) -> dict
     raise AssertionError(f"no materialization of {asset} in run {run_id}")
 
 
+def _files(store, month: Month) -> dict[str, str]:
+    """Store keys of the published product of the partition (from its sidecar)."""
+    product = read_product(store, PartitionPaths("sentinel-2-l2a", AOI, month))
+    assert product is not None
+    f = product[1]
+    return {
+        "cog": f.cog,
+        "zarr": f.zarr,
+        "visual": f.visual,
+        "thumbnail": f.thumbnail,
+        "version": f.version,
+    }
+
+
 def _tree_digest(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -76,20 +93,22 @@ def _tree_digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def pipeline(sample_dir: Path):
-    resources = deployment_resources()
+    resources = pipeline_resources(Settings.from_env())
     storage = resources["storage"]
     feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
     with DagsterInstance.get() as instance:
         register_aoi(storage.aois(), instance, AOI, feature)
         first = _run(instance, MONTH, RUN_CONFIG)
         store = storage.store()
-        keys = composite_keys("sentinel-2-l2a", AOI, MONTH)
+        first_files = _files(store, MONTH)
         before = {
-            "cog": store.sha256(keys["cog"]),
-            "visual": store.sha256(keys["visual"]),
-            "zarr": _tree_digest(store.local_path(keys["zarr"])),
+            "cog": store.sha256(first_files["cog"]),
+            "visual": store.sha256(first_files["visual"]),
+            "zarr": _tree_digest(store.local_path(first_files["zarr"])),
+            "version": first_files["version"],
         }
         second = _run(instance, MONTH, RUN_CONFIG)
+        keys = _files(store, MONTH)
         empty = _run(instance, EMPTY_MONTH, RUN_CONFIG)
         yield {
             "instance": instance,
@@ -185,7 +204,7 @@ def test_cogs_are_valid_and_visual_is_8bit(pipeline):
 
 def test_catalogs_open_and_items_validate(pipeline):
     store = pipeline["store"]
-    raw = pystac.Catalog.from_file(str(store.local_path("catalogs/raw/catalog.json")))
+    raw = pystac.Catalog.from_file(str(store.local_path(layout.catalog_root(layout.RAW_CATALOG))))
     raw_items = [i for i in raw.get_items(recursive=True) if i.properties["rgb_assets:aoi"] == AOI]
     assert len(raw_items) == 5  # the month's five scenes, once each after two runs
     for item in raw_items:
@@ -194,7 +213,8 @@ def test_catalogs_open_and_items_validate(pipeline):
         for asset in item.assets.values():
             assert Path(asset.get_absolute_href()).exists()
             assert asset.extra_fields["file:checksum"].startswith("1220")
-    derived = pystac.Catalog.from_file(str(store.local_path("catalogs/derived/catalog.json")))
+    derived_root = store.local_path(layout.catalog_root(layout.DERIVED_CATALOG))
+    derived = pystac.Catalog.from_file(str(derived_root))
     items = [i for i in derived.get_items(recursive=True) if i.properties["rgb_assets:aoi"] == AOI]
     assert [i.id for i in items] == [f"{AOI}_{MONTH.key}_sentinel-2-l2a"]
     item = items[0]
@@ -215,13 +235,17 @@ def test_rerun_replaces_identically(pipeline):
     assert store.sha256(keys["cog"]) == before["cog"]
     assert store.sha256(keys["visual"]) == before["visual"]
     assert _tree_digest(store.local_path(keys["zarr"])) == before["zarr"]
+    # The re-run published a new version and removed the old one: one product, no duplicate.
+    assert keys["version"] != before["version"]
+    paths = PartitionPaths("sentinel-2-l2a", AOI, MONTH)
+    assert product_versions(store, paths) == [keys["version"]]
     md = _materialization(pipeline["instance"], "raw_scenes", pipeline["runs"][1])
     assert md["stats"]["intact"] == 5 and md["stats"]["archived"] == 0
 
 
 def test_run_metadata_and_dask_cluster(pipeline):
     md = _materialization(pipeline["instance"], "monthly_composite", pipeline["runs"][0])
-    assert md["outcome"] == "composited"
+    assert md["outcome"] == "published"
     assert md["scene_count"] == 5
     assert 0.9 < md["clear_fraction"] <= 1.0
     assert md["dask_dashboard"].startswith("http")
@@ -240,7 +264,11 @@ def test_run_metadata_and_dask_cluster(pipeline):
     derived = _materialization(pipeline["instance"], "derived_catalog", pipeline["runs"][0])
     assert derived["scene_count"] == derived["derived_from"] == 5
     assert "build_s" in derived["timings"]
-    assert Path(derived["item"]).is_file() and Path(derived["cog"]).is_file()
+    assert Path(derived["item"]).is_file()
+    # The first run's product version was replaced by the second run's, which is published.
+    latest = _materialization(pipeline["instance"], "derived_catalog", pipeline["runs"][1])
+    assert Path(latest["cog"]).is_file()
+    assert not Path(derived["cog"]).exists()
     # All steps of one run share the run's cluster, hence one dashboard.
     for step in (raw, raw_cat, derived):
         assert step["dask_dashboard"] == dashboard
@@ -252,4 +280,4 @@ def test_month_without_scenes_is_an_explicit_no_data_success(pipeline):
     assert _materialization(instance, "raw_scenes", run)["outcome"] == "no data"
     assert _materialization(instance, "monthly_composite", run)["outcome"] == "no data"
     assert _materialization(instance, "derived_catalog", run)["published"] == 0
-    assert not store.exists(composite_keys("sentinel-2-l2a", AOI, EMPTY_MONTH)["sidecar"])
+    assert not store.exists(PartitionPaths("sentinel-2-l2a", AOI, EMPTY_MONTH).sidecar)

@@ -17,13 +17,14 @@ from rio_cogeo.cogeo import cog_validate
 
 from rgb_assets.aois import register_aoi
 from rgb_assets.assets import ALL_ASSETS
+from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.products.composite import composite_keys
-from rgb_assets.core.storage import layout
+from rgb_assets.core.products.composite import read_product
+from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import stac_io
 from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import partition_key
-from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.resources import StorageResource
 from rgb_assets_tests.servers.seaweedfs import SeaweedS3, seaweed_s3
 
 AOI, MONTH, COLLECTION = "carpathians-sample", Month(2019, 7), "sentinel-2-l2a"
@@ -36,8 +37,13 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 def _run(storage: StorageResource, sample_dir: Path, times: int = 1) -> None:
-    stac = StacSourceResource(url=str(sample_dir / "collection.json"), collection=COLLECTION)
-    resources = pipeline_resources(stac, storage)
+    settings = Settings(
+        stac_url=str(sample_dir / "collection.json"),
+        collection=COLLECTION,
+        storage_root=storage.root,
+        s3_endpoint_url=storage.endpoint_url,
+    )
+    resources = pipeline_resources(settings)
     feature = json.loads((sample_dir.parents[1] / "data" / "sample_aoi.geojson").read_text())
     with DagsterInstance.ephemeral() as instance:
         register_aoi(storage.aois(), instance, AOI, feature)
@@ -64,9 +70,7 @@ def test_pipeline_on_s3_equals_local_disk(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    remote = StorageResource(
-        root=f"s3://{s3.bucket}/store", storage_options={"endpoint_url": s3.endpoint_url}
-    )
+    remote = StorageResource(root=f"s3://{s3.bucket}/store", endpoint_url=s3.endpoint_url)
     local = StorageResource(root=str(tmp_path / "store"))
     _run(remote, sample_dir, times=2)  # a re-run must replace, never duplicate
     _run(local, sample_dir)
@@ -77,7 +81,8 @@ def test_pipeline_on_s3_equals_local_disk(
     fs = s3.fs()
 
     # Raw archive: the same clips, as objects in the bucket.
-    raw_prefix = layout.raw_partition(COLLECTION, AOI, MONTH)
+    paths = PartitionPaths(COLLECTION, AOI, MONTH)
+    raw_prefix = paths.raw
     remote_clips = sorted(
         p for p in fs.find(f"{s3.bucket}/store/{raw_prefix}") if p.endswith(".tif")
     )
@@ -85,7 +90,11 @@ def test_pipeline_on_s3_equals_local_disk(
     assert len(remote_clips) == len(local_clips) == 20  # 5 scenes x (red, green, blue, scl)
 
     # Composite: valid COGs read back from S3 through GDAL, equal to the local-disk run.
-    keys = composite_keys(COLLECTION, AOI, MONTH)
+    remote_product, local_product = read_product(store, paths), read_product(disk, paths)
+    assert remote_product is not None and local_product is not None
+    keys = {"cog": remote_product[1].cog, "visual": remote_product[1].visual}
+    local_keys = {"cog": local_product[1].cog, "visual": local_product[1].visual}
+    keys["zarr"] = remote_product[1].zarr
     for kind in ("cog", "visual"):
         href = store.uri(keys[kind])
         assert href.startswith(f"s3://{s3.bucket}/")
@@ -93,7 +102,7 @@ def test_pipeline_on_s3_equals_local_disk(
             valid, errors, _ = cog_validate(href, quiet=True)
         assert valid, errors
         np.testing.assert_array_equal(
-            _read(href, gdal), _read(str(disk.local_path(keys[kind])), {})
+            _read(href, gdal), _read(str(disk.local_path(local_keys[kind])), {})
         )
     assert fs.exists(f"{s3.bucket}/store/{keys['zarr']}/.zmetadata") or fs.exists(
         f"{s3.bucket}/store/{keys['zarr']}/zarr.json"
@@ -123,6 +132,13 @@ def test_endpoint_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError) as e:
         gdal_s3_options("minio:9000")
     assert e.value.field == "endpoint_url"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
-    assert StorageResource(root="s3://b/p").endpoint_url() == "http://127.0.0.1:9000"
+    # The standard AWS variables reach the storage resource through the settings.
+    env = {"RGB_ASSETS_STORAGE_ROOT": "s3://b/p", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}
+    settings = Settings.from_env(env)
+    assert settings.s3_endpoint_url == "http://127.0.0.1:9000"
+    storage = pipeline_resources(settings)["storage"]
+    assert storage.gdal_options()["AWS_S3_ENDPOINT"] == "127.0.0.1:9000"
+    env["AWS_ENDPOINT_URL_S3"] = "http://127.0.0.1:9001"
+    assert Settings.from_env(env).s3_endpoint_url == "http://127.0.0.1:9001"
+    assert Settings.from_env({"AWS_ENDPOINT_URL": "http://x:1"}).s3_endpoint_url is None
     assert StorageResource(root="/tmp/x").gdal_options() == {}  # local roots need nothing

@@ -1,14 +1,10 @@
 """monthly_composite: per-pixel median reflectance per band over the month, plus clear count.
 
-Computed on the executor's Dask cluster (all workers), staged as Zarr, then written by the
-composite IO manager as Zarr, analysis COG, visual COG and thumbnail. Three blocking quality
-checks gate publication to the derived catalog.
+Computed on the executor's Dask cluster (all workers) from the archived scenes, checked, and
+published as a new version (Zarr, analysis COG, visual COG, thumbnail) only when its blocking
+checks pass; a month with no clear observation keeps the previous product.
 """
 
-import shutil
-import tempfile
-import time
-from pathlib import Path
 from typing import Literal
 
 import rasterio
@@ -18,23 +14,23 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    MaterializeResult,
     MetadataValue,
-    Output,
     asset,
 )
 from pydantic import Field
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
-from rgb_assets.core.archive.partition import RawScenes
+from rgb_assets.assets.metadata import partition_of, timings
 from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.errors import InputError
-from rgb_assets.core.products.composite import CompositeResult, make_composite
+from rgb_assets.core.products import quality
 from rgb_assets.core.raster.compositing import CompositeOptions
 from rgb_assets.core.raster.masking import DEFAULT_QA_FLAGS, DEFAULT_SCL_EXCLUDE, MaskRule
-from rgb_assets.core.raster.stats import PLAUSIBLE_REFLECTANCE
 from rgb_assets.dask_compute import cluster_compute
-from rgb_assets.partitions import partitions_def, split_key
+from rgb_assets.partitions import partitions_def
 from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.steps import CompositeOutcome, composite_month
 
 
 class CompositeConfig(Config):
@@ -66,6 +62,11 @@ class CompositeConfig(Config):
     min_clear_fraction: float = Field(
         default=0.05, ge=0, le=1, description="Coverage check: minimum clear fraction of the AOI"
     )
+    withdraw_when_empty: bool = Field(
+        default=False,
+        description="When the month has no clear observation, withdraw the composite published "
+        "before (default: keep it; an empty month never unpublishes by itself)",
+    )
 
 
 def validate_bands(bands: list[str], spec: CollectionSpec) -> tuple[str, ...]:
@@ -85,80 +86,52 @@ def validate_bands(bands: list[str], spec: CollectionSpec) -> tuple[str, ...]:
 
 CHECKS = [
     AssetCheckSpec(
-        "clear_coverage",
-        asset="monthly_composite",
-        blocking=True,
-        description="Fraction of AOI pixels with at least one clear observation",
-    ),
-    AssetCheckSpec(
-        "reflectance_range",
-        asset="monthly_composite",
-        blocking=True,
-        description=f"1st-99th percentile reflectance within {PLAUSIBLE_REFLECTANCE} "
-        "(catches a missing or doubled offset)",
-    ),
-    AssetCheckSpec(
-        "output_grid",
-        asset="monthly_composite",
-        blocking=True,
-        description="The written grid equals the requested one (CRS, shape, transform)",
-    ),
-]
-composite_checks = CHECKS
-
-
-def evaluate_checks(result: CompositeResult, min_clear_fraction: float) -> list[AssetCheckResult]:
-    """Quality gates; a no-data month passes them all with an explicit 'no data' outcome."""
-    if result.no_data:
-        return [
-            AssetCheckResult(check_name=c.name, passed=True, metadata={"outcome": "no data"})
-            for c in CHECKS
-        ]
-    frac = result.stats["clear_fraction"]
-    lo, hi = PLAUSIBLE_REFLECTANCE
-    ranges = {b: (s.get("p1"), s.get("p99")) for b, s in result.stats["bands"].items()}
-    bad = {b: r for b, r in ranges.items() if r[0] is not None and (r[0] < lo or r[1] > hi)}
-    same_grid = all(
-        result.grid.get(k) == result.requested_grid.get(k) for k in ("epsg", "shape", "transform")
+        c.name, asset="monthly_composite", blocking=c.blocking, description=c.description
     )
+    for c in quality.CHECKS
+]
+SEVERITY = {"error": AssetCheckSeverity.ERROR, "warn": AssetCheckSeverity.WARN}
+
+
+def check_results(outcome: CompositeOutcome) -> list[AssetCheckResult]:
+    """The step's quality outcomes as Dagster check results."""
     return [
         AssetCheckResult(
-            check_name="clear_coverage",
-            passed=frac >= min_clear_fraction,
-            severity=AssetCheckSeverity.ERROR,
-            description=f"clear fraction {frac:.3f} vs minimum {min_clear_fraction:.3f}",
-            metadata={"clear_fraction": frac, "minimum": min_clear_fraction},
-        ),
-        AssetCheckResult(
-            check_name="reflectance_range",
-            passed=not bad,
-            severity=AssetCheckSeverity.ERROR,
-            description="all bands plausible"
-            if not bad
-            else f"implausible reflectance (p1, p99) in {bad}: missing or doubled offset?",
+            check_name=c.name,
+            passed=c.passed,
+            severity=SEVERITY[c.severity],
+            description=c.description,
             metadata={
-                "p1_p99": MetadataValue.json(ranges),
-                "plausible": list(PLAUSIBLE_REFLECTANCE),
+                k: MetadataValue.json(v) if isinstance(v, dict | list) else v
+                for k, v in c.metadata.items()
             },
-        ),
-        AssetCheckResult(
-            check_name="output_grid",
-            passed=same_grid,
-            severity=AssetCheckSeverity.ERROR,
-            description="grid as requested" if same_grid else "written grid differs from request",
-            metadata={
-                "requested": MetadataValue.json(result.requested_grid),
-                "written": MetadataValue.json(
-                    {k: result.grid.get(k) for k in ("epsg", "shape", "transform")}
-                ),
-            },
-        ),
+        )
+        for c in outcome.checks
     ]
+
+
+def composite_options(config: CompositeConfig, spec: CollectionSpec) -> CompositeOptions:
+    """The engine options of a run: bands checked before anything runs."""
+    rule = MaskRule(
+        kind=spec.mask_kind,
+        scl_exclude=tuple(config.scl_exclude),
+        qa_flags=tuple(config.qa_flags),
+        qa_confidence=dict(config.qa_confidence),
+        use_radsat=config.use_radsat,
+        dilation=config.dilation,
+    )
+    return CompositeOptions(
+        mask=rule,
+        bands=validate_bands(config.bands, spec),
+        resampling=config.resampling,
+        clip_to_aoi=config.clip_to_aoi,
+        chunk=config.chunk,
+    )
 
 
 @asset(
     partitions_def=partitions_def,
-    io_manager_key="composite_io_manager",
+    deps=["raw_scenes"],
     group_name="derived",
     kinds={"dask", "zarr", "cog"},
     check_specs=CHECKS,
@@ -168,62 +141,49 @@ def evaluate_checks(result: CompositeResult, min_clear_fraction: float) -> list[
 def monthly_composite(
     context: AssetExecutionContext,
     config: CompositeConfig,
-    raw_scenes: RawScenes,
     stac: StacSourceResource,
     storage: StorageResource,
-):  # type: ignore[no-untyped-def]
-    aoi_name, month = split_key(context.partition_key)
+) -> MaterializeResult:
+    aoi_name, month = partition_of(context)
     spec = stac.spec()
-    bands = validate_bands(config.bands, spec)
+    options = composite_options(config, spec)
+    store = storage.store()
     aoi = storage.aois().get(aoi_name)
-    rule = MaskRule(
-        kind=spec.mask_kind,
-        scl_exclude=tuple(config.scl_exclude),
-        qa_flags=tuple(config.qa_flags),
-        qa_confidence=dict(config.qa_confidence),
-        use_radsat=config.use_radsat,
-        dilation=config.dilation,
-    )
-    options = CompositeOptions(
-        mask=rule,
-        bands=bands,
-        resampling=config.resampling,
-        clip_to_aoi=config.clip_to_aoi,
-        chunk=config.chunk,
-    )
-    staging = Path(tempfile.mkdtemp(prefix=f"rgb-composite-{aoi_name}-{month.key}-"))
-    result: CompositeResult | None = None
-    t0 = time.perf_counter()
-    try:
-        # odc-stac captures the GDAL environment with the graph: reads of an S3-compatible
-        # store then find its endpoint on every Dask worker.
-        with cluster_compute() as cluster, rasterio.Env(**storage.gdal_options()):
-            result = make_composite(
-                raw_scenes,
-                spec,
-                aoi,
-                options,
-                staging,
-                crs=config.crs,
-                resolution=config.resolution,
-            )
-    finally:
-        # A staged composite is handed to the IO manager, which publishes and discards it;
-        # anything else (no data, an exception) must not leave the folder behind.
-        if result is None or result.staging != str(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-    elapsed = time.perf_counter() - t0
-    outcome = "no data" if result.no_data else "composited"
-    if result.no_data:
-        context.log.info(f"{aoi_name} {month}: no clear observations, no composite published")
+    # odc-stac captures the GDAL environment with the graph: reads of an S3-compatible
+    # store then find its endpoint on every Dask worker.
+    with cluster_compute() as cluster, rasterio.Env(**storage.gdal_options()):
+        outcome = composite_month(
+            store,
+            spec,
+            aoi,
+            month,
+            options,
+            crs=config.crs,
+            resolution=config.resolution,
+            min_clear_fraction=config.min_clear_fraction,
+            withdraw_when_empty=config.withdraw_when_empty,
+            version=context.run_id.split("-")[0],
+        )
+    result = outcome.result
+    if outcome.outcome == "no data":
+        kept = "kept the composite published before" if outcome.kept else "nothing published"
+        if outcome.withdrawn:
+            kept = "withdrew the composite published before, as configured"
+        context.log.warning(f"{aoi_name} {month}: no clear observation; {kept}")
+    elif outcome.outcome == "blocked":
+        failed = [c.name for c in quality.blocking_failures(outcome.checks)]
+        context.log.error(f"{aoi_name} {month}: checks {failed} failed, composite not published")
+    files = outcome.files or outcome.kept
     metadata = {
-        "outcome": outcome,
-        "scene_count": len(raw_scenes.items),
+        "outcome": outcome.outcome,
+        "scene_count": len(result.raw_item_ids),
         "observations": result.stats.get("observations", 0),
         "clear_fraction": result.stats.get("clear_fraction", 0.0),
         "grid": MetadataValue.json(result.grid or result.requested_grid),
         "band_stats": MetadataValue.json(result.stats.get("bands", {})),
-        "timings": MetadataValue.json(result.timings | {"total_s": round(elapsed, 3)}),
+        "timings": timings(outcome.timings),
+        "withdrawn": outcome.withdrawn,
+        "removed_versions": MetadataValue.json(outcome.removed_versions),
         "dask_dashboard": MetadataValue.url(cluster.dashboard)
         if cluster.dashboard
         else "in-process",
@@ -231,5 +191,13 @@ def monthly_composite(
         "dask_workers_total": cluster.workers_total,
         "dask_tasks": cluster.tasks,
     }
-    yield Output(result, metadata=metadata)
-    yield from evaluate_checks(result, config.min_clear_fraction)
+    if files is not None:
+        metadata |= {
+            "version": files.version,
+            "cog": MetadataValue.path(store.uri(files.cog)),
+            "zarr": MetadataValue.path(store.uri(files.zarr)),
+            "visual": MetadataValue.path(store.uri(files.visual)),
+            "thumbnail": MetadataValue.path(store.uri(files.thumbnail)),
+            "bytes": sum(files.sizes.values()),
+        }
+    return MaterializeResult(metadata=metadata, check_results=check_results(outcome))

@@ -1,21 +1,18 @@
 """raw_catalog: the partition's archived items in the raw STAC catalog, replaced on re-run."""
 
-import time
-
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
-from rgb_assets.core.archive.partition import RawScenes
-from rgb_assets.core.stac.catalog import StaticCatalog, raw_catalog_item, raw_collection
-from rgb_assets.dask_compute import dashboard_metadata, step_dashboard
+from rgb_assets.assets.metadata import catalog_metadata, partition_of
+from rgb_assets.core.storage.layout import RAW_CATALOG, PartitionPaths
 from rgb_assets.partitions import partitions_def
-from rgb_assets.resources import StacSourceResource, StorageResource
-from rgb_assets.resources.io_managers import CATALOGS, CatalogPartition
+from rgb_assets.resources import CatalogsResource, StacSourceResource, StorageResource
+from rgb_assets.steps import catalog_raw_scenes
 
 
 @asset(
     partitions_def=partitions_def,
-    io_manager_key="catalog_io_manager",
+    deps=["raw_scenes"],
     group_name="raw",
     kinds={"stac"},
     automation_condition=FOLLOW_UPSTREAM,
@@ -23,26 +20,26 @@ from rgb_assets.resources.io_managers import CATALOGS, CatalogPartition
 )
 def raw_catalog(
     context: AssetExecutionContext,
-    raw_scenes: RawScenes,
     stac: StacSourceResource,
     storage: StorageResource,
-) -> Output[CatalogPartition]:
-    t0 = time.perf_counter()
+    catalogs: CatalogsResource,
+) -> MaterializeResult:
+    aoi_name, month = partition_of(context)
     spec = stac.spec()
-    source = stac.open()
-    template = raw_collection(spec, raw_scenes.source_url or stac.url, source.collection_id(spec))
-    items = [raw_catalog_item(i, raw_scenes.aoi) for i in raw_scenes.items]
     store = storage.store()
-    cat = StaticCatalog(store, *CATALOGS["raw_catalog"])
-    folder = cat.partition_dir(template.id, raw_scenes.aoi, raw_scenes.month)
-    return Output(
-        CatalogPartition(template, raw_scenes.aoi, raw_scenes.month, items),
-        metadata={
-            "scene_count": len(items),
-            "skipped_count": len(raw_scenes.skipped),
-            "outcome": "no data" if not items else "cataloged",
-            "partition_folder": MetadataValue.path(store.uri(folder)),
-            "timings": MetadataValue.json({"build_s": round(time.perf_counter() - t0, 3)}),
-            "dask_dashboard": dashboard_metadata(step_dashboard()),
-        },
+    outcome = catalog_raw_scenes(
+        store,
+        spec,
+        aoi_name,
+        month,
+        source_collection_id=stac.open().collection_id(spec),
+        publish_url=catalogs.publish_url,
     )
+    if outcome.outcome == "unchanged":
+        context.log.info(f"{aoi_name} {month}: no archived scenes, catalog left as it was")
+    metadata = catalog_metadata(store, outcome, catalogs.publish_url)
+    metadata["outcome"] = "no data" if outcome.outcome == "unchanged" else outcome.outcome
+    metadata["skipped_count"] = outcome.skipped_count
+    folder = PartitionPaths(spec.key, aoi_name, month).catalog_partition(RAW_CATALOG, spec.key)
+    metadata["partition_folder"] = MetadataValue.path(store.uri(folder))
+    return MaterializeResult(metadata=metadata)

@@ -3,14 +3,14 @@
 import time
 from typing import Literal
 
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from rgb_assets.core.archive.partition import RawScenes, archive_partition
-from rgb_assets.core.storage import layout
-from rgb_assets.dask_compute import dashboard_metadata, step_dashboard
-from rgb_assets.partitions import check_month_in_range, partitions_def, split_key
+from rgb_assets.assets.metadata import dashboard, partition_of, timings
+from rgb_assets.core.storage.layout import PartitionPaths
+from rgb_assets.partitions import check_month_in_range, partitions_def
 from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.steps import archive_scenes
 
 
 class RawScenesConfig(Config):
@@ -28,7 +28,6 @@ class RawScenesConfig(Config):
 
 @asset(
     partitions_def=partitions_def,
-    io_manager_key="raw_scenes_io_manager",
     group_name="raw",
     kinds={"stac", "cog"},
     description=__doc__,
@@ -38,14 +37,14 @@ def raw_scenes(
     config: RawScenesConfig,
     stac: StacSourceResource,
     storage: StorageResource,
-) -> Output[RawScenes]:
+) -> MaterializeResult:
     t0 = time.perf_counter()
-    aoi_name, month = split_key(context.partition_key)
+    aoi_name, month = partition_of(context)
     check_month_in_range(month)
+    store = storage.store()
     aoi = storage.aois().get(aoi_name)
     spec = stac.spec()
-    store = storage.store()
-    raw = archive_partition(
+    raw = archive_scenes(
         stac.open(),
         spec,
         aoi,
@@ -57,11 +56,10 @@ def raw_scenes(
     )
     for skip in raw.skipped:
         context.log.warning(f"skipped {skip['item']}: {skip['reason']}")
-    outcome = "no data" if raw.empty else "archived"
-    return Output(
-        raw,
+    paths = PartitionPaths(spec.key, aoi.name, month)
+    return MaterializeResult(
         metadata={
-            "outcome": outcome,
+            "outcome": "no data" if raw.empty else "archived",
             "scene_count": len(raw.items),
             "source": raw.source_url,
             "skipped": MetadataValue.json(raw.skipped),
@@ -71,17 +69,12 @@ def raw_scenes(
             "intact_count": raw.stats.get("intact", 0),
             "skipped_count": len(raw.skipped),
             "source_verified": MetadataValue.json(raw.stats.get("source_verified", {})),
-            "timings": MetadataValue.json(
-                {k: raw.stats[k] for k in ("search_s", "total_s") if k in raw.stats}
-                | {"step_s": round(time.perf_counter() - t0, 3)}
+            "timings": timings(
+                {k: raw.stats[k] for k in ("search_s", "total_s") if k in raw.stats}, t0
             ),
-            "manifest": MetadataValue.path(
-                store.uri(layout.raw_manifest(spec.key, aoi.name, month))
-            ),
-            "archive_folder": MetadataValue.path(
-                store.uri(layout.raw_partition(spec.key, aoi.name, month))
-            ),
-            "dask_dashboard": dashboard_metadata(step_dashboard()),
+            "manifest": MetadataValue.path(store.uri(paths.manifest)),
+            "archive_folder": MetadataValue.path(store.uri(paths.raw)),
+            "dask_dashboard": dashboard(),
             "stats": MetadataValue.json(raw.stats),
             "items": MetadataValue.json([i.id for i in raw.items]),
         },

@@ -1,17 +1,7 @@
-"""Dagster resources and IO managers: thin wrappers that hand core objects to assets."""
+"""Dagster resources: configuration-bearing handles the assets build core objects from."""
 
-from rgb_assets.resources.io_managers import (
-    CatalogIOManager,
-    CompositeIOManager,
-    RawScenesIOManager,
-)
+from rgb_assets.resources.catalogs import CatalogsResource
 from rgb_assets.resources.stac_source import StacSourceResource
 from rgb_assets.resources.storage import StorageResource
 
-__all__ = [
-    "CatalogIOManager",
-    "CompositeIOManager",
-    "RawScenesIOManager",
-    "StacSourceResource",
-    "StorageResource",
-]
+__all__ = ["CatalogsResource", "StacSourceResource", "StorageResource"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -16,36 +15,39 @@ class StorageResource(ConfigurableResource):
     """Root of the raw store, composites, catalogs and AOI registry.
 
     ``root`` is a local folder or an fsspec URL such as ``s3://bucket/prefix``;
-    ``storage_options`` go to fsspec. For an S3-compatible store set ``endpoint_url`` here (or
-    the standard ``AWS_ENDPOINT_URL``): it is given to s3fs for writing and, as GDAL options,
-    to every raster read of the store (see :meth:`gdal_options`). Credentials come from the AWS
-    environment and credential chain, which both s3fs and GDAL read.
+    ``storage_options`` go to fsspec. For an S3-compatible store ``endpoint_url`` is given to
+    s3fs for writing and, as GDAL options, to every raster read of the store (see
+    :meth:`gdal_options`). Credentials come from the AWS credential chain, which s3fs and GDAL
+    both read; they are never part of this configuration.
     """
 
     root: str = Field(default="data/store", description="Local folder or s3://bucket/prefix")
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, SeaweedFS); None: AWS"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def store(self) -> Store:
         options = dict(self.storage_options)
-        if "endpoint_url" in options:
-            options.setdefault("client_kwargs", {})["endpoint_url"] = options.pop("endpoint_url")
+        endpoint = self.s3_endpoint()
+        if endpoint:
+            options.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
         return Store(self.root, **options)
 
-    def endpoint_url(self) -> str | None:
+    def s3_endpoint(self) -> str | None:
         """The S3-compatible endpoint of an ``s3://`` root, None for AWS itself or local roots."""
         if not self.root.startswith("s3://"):
             return None
         client_kwargs = self.storage_options.get("client_kwargs") or {}
         return (
-            self.storage_options.get("endpoint_url")
+            self.endpoint_url
+            or self.storage_options.get("endpoint_url")
             or client_kwargs.get("endpoint_url")
-            or os.getenv("AWS_ENDPOINT_URL_S3")
-            or os.getenv("AWS_ENDPOINT_URL")
         )
 
     def gdal_options(self) -> dict[str, str]:
         """GDAL settings rasterio/odc-stac need to read this store's ``s3://`` hrefs."""
-        return gdal_s3_options(self.endpoint_url())
+        return gdal_s3_options(self.s3_endpoint())
 
     def aois(self) -> AoiRegistry:
         return AoiRegistry(self.store())

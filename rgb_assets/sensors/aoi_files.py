@@ -7,7 +7,6 @@ file can see why without access to Dagster logs. Only local inboxes are watched.
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,9 @@ from dagster import (
     sensor,
 )
 
+from rgb_assets.config import get_settings
 from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.storage import layout
 from rgb_assets.partitions import aoi_partitions
 from rgb_assets.resources import StorageResource
 
@@ -30,11 +31,11 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 
 def inbox_dir(storage: StorageResource) -> Path | None:
     """``RGB_ASSETS_AOI_INBOX`` or ``<storage root>/aois-inbox``; None for a remote store."""
-    env = os.getenv("RGB_ASSETS_AOI_INBOX")
-    if env:
-        return Path(env).expanduser().resolve()
+    configured = get_settings().aoi_inbox
+    if configured:
+        return Path(configured)
     store = storage.store()
-    return store.local_path("aois-inbox") if store.is_local else None
+    return store.local_path(layout.AOI_INBOX) if store.is_local else None
 
 
 def _move(src: Path, dest_dir: Path) -> Path:

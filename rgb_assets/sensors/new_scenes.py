@@ -15,7 +15,6 @@ once per AOI.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from dagster import (
     sensor,
 )
 
+from rgb_assets.config import get_settings
 from rgb_assets.core.domain.errors import InputError, StacSourceError
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.source import SearchRequest, StacSource, open_source
@@ -40,13 +40,6 @@ from rgb_assets.resources import StacSourceResource, StorageResource
 # A tick must finish well inside Dagster's 60 s sensor timeout.
 TICK_BUDGET_S = 40.0
 SEARCH_TIMEOUT_S = 10.0
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.getenv(name, str(default))))
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -93,9 +86,10 @@ def sensor_months(now: datetime | None = None) -> list[Month]:
     ``RGB_ASSETS_SENSOR_REFERENCE_MONTH`` (YYYY-MM) pins the reference (tests, reprocessing).
     Months outside the partition range (the current, incomplete one) are left for later ticks.
     """
-    ref_text = os.getenv("RGB_ASSETS_SENSOR_REFERENCE_MONTH")
+    settings = get_settings()
+    ref_text = settings.sensor_reference_month
     ref = Month.parse(ref_text) if ref_text else Month.of(now or datetime.now(UTC))
-    n = _env_int("RGB_ASSETS_SENSOR_LOOKBACK_MONTHS", 2)
+    n = settings.sensor_lookback_months
     months, cur = [], ref
     for _ in range(n):
         months.append(cur)
@@ -171,7 +165,7 @@ def evaluate_new_scenes(
         return SensorResult(skip_reason=str(e), cursor=cursor.dumps())
     spec = stac.spec()
     collection_id = source.collection_id(spec)
-    per_tick = _env_int("RGB_ASSETS_SENSOR_AOIS_PER_TICK", 20)
+    per_tick = get_settings().sensor_aois_per_tick
     start = cursor.pos % len(names)
     batch = [names[(start + i) % len(names)] for i in range(min(per_tick, len(names)))]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from shapely.geometry import mapping, shape
 
+from rgb_assets.config import Settings
 from rgb_assets.core.domain.aoi import Aoi, AoiRegistry, parse_geometry, validate_slug
 from rgb_assets.core.domain.collection_specs import get_collection
 from rgb_assets.core.domain.errors import InputError
@@ -306,13 +306,13 @@ def create_app(
 ) -> FastAPI:
     """The request API bound to one Dagster webserver and one deployment's storage."""
     if storage is None or stac is None:
-        from rgb_assets.definitions import deployment_resources
+        from rgb_assets.definitions import pipeline_resources
 
-        res = deployment_resources()
+        res = pipeline_resources(Settings.from_env())
         storage = storage or res["storage"]  # type: ignore[assignment]
         stac = stac or res["stac"]  # type: ignore[assignment]
     assert storage is not None and stac is not None
-    max_months = max_toi_months or int(os.getenv("RGB_ASSETS_MAX_TOI_MONTHS", "24"))
+    max_months = max_toi_months or Settings.from_env().max_toi_months
     spec = stac.spec()
     gql = GraphQL(graphql_url, location_name, repository_name)
     store = storage.store()

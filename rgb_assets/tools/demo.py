@@ -7,34 +7,39 @@ Runs every partition through ``execute_job`` on the Dask executor with a persist
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from rgb_assets.config import Settings, apply_defaults, demo_environment
 
 DEMO_MONTHS = ["2019-06", "2019-07", "2019-08", "2019-09"]
 
 
 def main() -> int:
     root = Path.cwd()
-    os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster_home"))
-    os.environ.setdefault("RGB_ASSETS_DEPLOYMENT", "demo")
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    # Set for this process and the Dask workers it starts, before the definitions load.
+    apply_defaults(demo_environment(root))
+    settings = Settings.from_env()
+    assert settings.dagster_home
+    Path(settings.dagster_home).mkdir(parents=True, exist_ok=True)
 
     from dagster import DagsterInstance, execute_job, reconstructable
 
     from rgb_assets.aois import register_aoi
     from rgb_assets.core.domain.months import Month
-    from rgb_assets.core.products.composite import composite_keys
-    from rgb_assets.definitions import deployment_resources, monthly_composite_job_def
+    from rgb_assets.core.products.composite import read_product
+    from rgb_assets.core.storage import layout
+    from rgb_assets.core.storage.layout import PartitionPaths
+    from rgb_assets.definitions import monthly_composite_job_def, pipeline_resources
     from rgb_assets.partitions import partition_key
     from rgb_assets.tools.sample_data import build_sample_catalog
 
     t0 = time.perf_counter()
     catalog = build_sample_catalog(root / "data" / "sample", cache_dir=root / "data" / "cache")
     print(f"sample catalog: {catalog}")
-    resources = deployment_resources("demo")
+    resources = pipeline_resources(settings)
     storage = resources["storage"]
     feature = json.loads((root / "data" / "sample_aoi.geojson").read_text())
     name = feature["properties"]["name"]
@@ -62,17 +67,18 @@ def main() -> int:
     docs.mkdir(parents=True, exist_ok=True)
     print(f"\nDone in {time.perf_counter() - t0:.0f} s. Outputs under {store.root}:")
     for m in DEMO_MONTHS:
-        keys = composite_keys(spec_key, name, Month.parse(m))
-        if not store.exists(keys["sidecar"]):
+        product = read_product(store, PartitionPaths(spec_key, name, Month.parse(m)))
+        if product is None:
             print(f"  {m}: no data")
             continue
-        print(f"  {m}: COG       {store.uri(keys['cog'])}")
-        print(f"           Zarr      {store.uri(keys['zarr'])}")
-        print(f"           visual    {store.uri(keys['visual'])}")
-        print(f"           thumbnail {store.uri(keys['thumbnail'])}")
-        shutil.copyfile(store.uri(keys["thumbnail"]), docs / f"{name}_{m}.png")
-    print(f"  raw catalog:     {store.uri('catalogs/raw/catalog.json')}")
-    print(f"  derived catalog: {store.uri('catalogs/derived/catalog.json')}")
+        files = product[1]
+        print(f"  {m}: COG       {store.uri(files.cog)}")
+        print(f"           Zarr      {store.uri(files.zarr)}")
+        print(f"           visual    {store.uri(files.visual)}")
+        print(f"           thumbnail {store.uri(files.thumbnail)}")
+        shutil.copyfile(store.uri(files.thumbnail), docs / f"{name}_{m}.png")
+    print(f"  raw catalog:     {store.uri(layout.catalog_root(layout.RAW_CATALOG))}")
+    print(f"  derived catalog: {store.uri(layout.catalog_root(layout.DERIVED_CATALOG))}")
     print(f"  thumbnails copied to {docs}; browse runs with `make dev` (http://127.0.0.1:3000)")
     return 0
 

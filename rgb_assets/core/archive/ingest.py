@@ -37,17 +37,15 @@ from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import ResolvedItem
 from rgb_assets.core.domain.errors import ChecksumError
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.storage import checksums, layout
+from rgb_assets.core.stac.properties import AOI_PROP, CLIP_PROP, MODE_PROP, MONTH_PROP
+from rgb_assets.core.storage import checksums
+from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store
 
 ArchiveMode = Literal["clip", "full"]
 # How far a source asset was checked against its item: whole-content checksum, size only, or
 # neither (the item declares nothing we can check, or an algorithm we cannot compute).
 Verification = Literal["checksum", "size", "unverifiable"]
-AOI_PROP = "rgb_assets:aoi"
-MONTH_PROP = "rgb_assets:month"
-MODE_PROP = "rgb_assets:archive_mode"
-CLIP_PROP = "rgb_assets:clip_bbox"
 
 
 @dataclass
@@ -268,8 +266,8 @@ def ingest_item(
     ``read_item`` is the copy to read pixels from (e.g. with signed hrefs); the archived item
     always records the unsigned source.
     """
-    folder = layout.raw_item_dir(collection, aoi.name, month, r.id)
-    item_key = f"{folder}/{r.id}.json"
+    paths = PartitionPaths(collection, aoi.name, month)
+    folder, item_key = paths.scene_dir(r.id), paths.scene_item(r.id)
     existing = _intact(store, item_key, aoi, mode)
     if existing is not None:
         return IngestOutcome(r.id, "intact", existing)

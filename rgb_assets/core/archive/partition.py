@@ -18,7 +18,7 @@ from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec, MissingAssetError, resolve_item
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.source import SearchRequest, StacSource, sign_hrefs
-from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store
 
 
@@ -66,6 +66,7 @@ def archive_partition(
     found = source.search(request)
     t_search = time.perf_counter() - t0
     result = RawScenes(spec.key, aoi.name, month, source.url)
+    paths = PartitionPaths(spec.key, aoi.name, month)
     counts = {"archived": 0, "intact": 0, "outside": 0}
     written = 0
     for item in found:
@@ -83,7 +84,7 @@ def archive_partition(
         if outcome.status == "archived":
             result.source_verification[item.id] = dict(outcome.source_verification)
         if outcome.item is not None:
-            folder = layout.raw_item_dir(spec.key, aoi.name, month, item.id)
+            folder = paths.scene_dir(item.id)
             for asset in outcome.item.assets.values():
                 asset.href = (
                     store.uri(f"{folder}/{asset.href.removeprefix('./')}")
@@ -112,7 +113,7 @@ def archive_partition(
 
 def write_manifest(raw: RawScenes, store: Store) -> str:
     """Persist the partition's archived items as an ItemCollection (replaces the previous one)."""
-    key = layout.raw_manifest(raw.collection, raw.aoi, raw.month)
+    key = PartitionPaths(raw.collection, raw.aoi, raw.month).manifest
     ic = pystac.ItemCollection(
         raw.items,
         extra_fields={
@@ -130,7 +131,7 @@ def write_manifest(raw: RawScenes, store: Store) -> str:
 
 
 def read_manifest(store: Store, collection: str, aoi: str, month: Month) -> RawScenes:
-    key = layout.raw_manifest(collection, aoi, month)
+    key = PartitionPaths(collection, aoi, month).manifest
     d = json.loads(store.read_text(key))
     ic = pystac.ItemCollection.from_dict(d, preserve_dict=False)
     extra = ic.extra_fields

@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.storage import layout
 from rgb_assets.core.storage.store import Store
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -158,14 +159,13 @@ class Aoi:
 
 
 class AoiRegistry:
-    """Named AOIs stored as ``{prefix}/{name}.geojson`` in a store."""
+    """Named AOIs stored as ``aois/{name}.geojson`` in a store."""
 
-    def __init__(self, store: Store, prefix: str = "aois") -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.prefix = prefix.strip("/")
 
     def _key(self, name: str) -> str:
-        return f"{self.prefix}/{validate_slug(name)}.geojson"
+        return layout.aoi_key(validate_slug(name))
 
     def add(self, name: Any, geometry: Any, *, replace: bool = False) -> tuple[Aoi, bool]:
         """Register an AOI; returns ``(aoi, created)``.
@@ -197,7 +197,7 @@ class AoiRegistry:
 
     def names(self) -> list[str]:
         return [
-            n[: -len(".geojson")] for n in self.store.listdir(self.prefix) if n.endswith(".geojson")
+            n[: -len(".geojson")] for n in self.store.listdir(layout.AOIS) if n.endswith(".geojson")
         ]
 
     def list(self) -> list[Aoi]:
@@ -208,8 +208,3 @@ class AoiRegistry:
         existed = self.store.exists(key)
         self.store.delete(key)
         return existed
-
-    def find_by_geometry(self, geometry: Any) -> Aoi | None:
-        """An already registered AOI with exactly this geometry (for idempotent requests)."""
-        probe = Aoi.create("probe", geometry)
-        return next((a for a in self.list() if a.same_geometry(probe)), None)

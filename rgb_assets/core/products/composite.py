@@ -1,15 +1,18 @@
-"""Make one monthly composite and publish its products (Zarr, COG, visual COG, thumbnail).
+"""One monthly composite product: computed once, written as a new version, published by a switch.
 
-``make_composite`` computes the lazy engine result once, into a Zarr store in a local staging
-folder (on whatever Dask scheduler is active: the executor's cluster inside a run), and
-measures it. ``publish_composite`` derives the COGs and thumbnail from that store and publishes
-everything to the store; a ``composite.json`` sidecar written last marks the set complete.
+``compute_composite`` runs the lazy engine result once into a Zarr store in a local staging
+folder (on whatever Dask scheduler is active: the executor's cluster inside a run) and measures
+it. ``write_version`` derives the analysis COG, visual COG and thumbnail from that store and
+uploads all four into a new version folder (``PartitionPaths.product``). Nothing a reader uses
+changes until ``publish_version`` rewrites the sidecar (``composite.json``, one atomic write)
+to name the new version; the derived catalog item is switched after it, and only then are the
+versions nobody references removed (``remove_versions``). A crash at any point leaves the old
+product complete and consistent with its catalog entry; the next run clears the leftovers.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
-import pystac
 import xarray as xr
 from affine import Affine
 from odc.geo.xr import rasterize
@@ -36,10 +38,9 @@ from rgb_assets.core.raster.grids import aoi_geometry, describe, output_geobox
 from rgb_assets.core.raster.stats import band_stats
 from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_visual, write_zarr
 from rgb_assets.core.stac.catalog import CompositeFiles
-from rgb_assets.core.storage import checksums, layout
+from rgb_assets.core.storage import checksums
+from rgb_assets.core.storage.layout import SIDECAR, PartitionPaths
 from rgb_assets.core.storage.store import Store
-
-SIDECAR = "composite.json"
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _asset_transform(r: ResolvedItem) -> Affine | None:
     return Affine(*t[:6]) if t and len(t) >= 6 else None
 
 
-def make_composite(
+def compute_composite(
     raw: RawScenes,
     spec: CollectionSpec,
     aoi: Aoi,
@@ -123,70 +124,88 @@ def make_composite(
     return result
 
 
-def composite_keys(collection: str, aoi: str, month: Month) -> dict[str, str]:
-    d = layout.composite_dir(collection, aoi, month)
-    base = layout.composite_basename(collection, aoi, month)
-    return {
-        "dir": d,
-        "cog": f"{d}/{base}.tif",
-        "zarr": f"{d}/{base}.zarr",
-        "visual": f"{d}/{base}_visual.tif",
-        "thumbnail": f"{d}/{base}_thumbnail.png",
-        "sidecar": f"{d}/{SIDECAR}",
-    }
+WITHDRAWN = "withdrawn"
 
 
-def publish_composite(result: CompositeResult, store: Store) -> CompositeFiles:
-    """Write COG, visual COG and thumbnail from the staged Zarr and publish all to the store."""
-    keys = composite_keys(result.collection, result.aoi, result.month)
+def write_version(
+    result: CompositeResult, store: Store, paths: PartitionPaths, version: str
+) -> CompositeFiles:
+    """Write COG, visual COG and thumbnail from the staged Zarr and upload all four products
+    into the version folder ``version`` (not yet published)."""
+    product = paths.product(version)
     staging = Path(result.staging or "")
     ds = xr.open_zarr(result.zarr_path, consolidated=True)
     bands = list(result.bands)
-    local = {
-        "cog": staging / Path(keys["cog"]).name,
-        "visual": staging / Path(keys["visual"]).name,
-        "thumbnail": staging / Path(keys["thumbnail"]).name,
-    }
+    keys = product.files()
+    local = {role: staging / Path(key).name for role, key in keys.items()}
     write_cog(ds, bands, local["cog"], staging)
     write_visual(ds, bands, local["visual"], staging)
     write_thumbnail(local["visual"], local["thumbnail"])
-    # Withdraw the sidecar before replacing anything: if publishing fails midway, the mix of
-    # new and old files is never advertised as a complete product (read_published sees none).
-    store.delete(keys["sidecar"])
     sizes, sums = {}, {}
-    for name, path in local.items():
-        store.put_file(path, keys[name])
-        sizes[keys[name]] = path.stat().st_size
-        sums[keys[name]] = checksums.multihash_sha256(path)
-    store.put_dir(result.zarr_path, keys["zarr"])
-    files = CompositeFiles(
-        keys["cog"], keys["zarr"], keys["visual"], keys["thumbnail"], sizes, sums
+    for role, path in local.items():
+        store.put_file(path, keys[role])
+        sizes[keys[role]] = path.stat().st_size
+        sums[keys[role]] = checksums.multihash_sha256(path)
+    store.put_dir(result.zarr_path, product.zarr)
+    return CompositeFiles(
+        product.cog, product.zarr, product.visual, product.thumbnail, sizes, sums, version
     )
+
+
+def publish_version(
+    result: CompositeResult, files: CompositeFiles, store: Store, paths: PartitionPaths
+) -> None:
+    """Make ``files`` the partition's product: one atomic write of the sidecar."""
     sidecar = {"result": _jsonable(result), "files": asdict(files)}
-    store.write_text(keys["sidecar"], json.dumps(sidecar, indent=1))  # last: the set is complete
-    return files
+    store.write_text(paths.sidecar, json.dumps(sidecar, indent=1))
 
 
-def unpublish_composite(collection: str, aoi: str, month: Month, store: Store) -> bool:
-    """Remove a partition's products (a re-run that finds no data replaces, never keeps stale)."""
-    keys = composite_keys(collection, aoi, month)
-    existed = store.exists(keys["sidecar"])
-    store.delete(keys["sidecar"])
-    store.delete(keys["dir"])
-    return existed
-
-
-def read_published(
-    store: Store, collection: str, aoi: str, month: Month
+def read_product(
+    store: Store, paths: PartitionPaths
 ) -> tuple[CompositeResult, CompositeFiles] | None:
-    keys = composite_keys(collection, aoi, month)
-    if not store.exists(keys["sidecar"]):
+    """The published product of the partition (None: never published, or withdrawn)."""
+    if not store.exists(paths.sidecar):
         return None
-    d = json.loads(store.read_text(keys["sidecar"]))
+    d = json.loads(store.read_text(paths.sidecar))
     r = d["result"]
     r["month"] = Month.parse(r["month"])
     r["bands"] = tuple(r["bands"])
     return CompositeResult(**r), CompositeFiles(**d["files"])
+
+
+def withdraw_product(store: Store, paths: PartitionPaths) -> bool:
+    """Unpublish on explicit request: remove the sidecar and leave a tombstone that tells the
+    derived catalog step to remove the item (its files go once no item references them)."""
+    existed = store.exists(paths.sidecar)
+    if existed:
+        store.write_text(f"{paths.composite}/{WITHDRAWN}.json", json.dumps({"withdrawn": True}))
+        store.delete(paths.sidecar)
+    return existed
+
+
+def is_withdrawn(store: Store, paths: PartitionPaths) -> bool:
+    return store.exists(f"{paths.composite}/{WITHDRAWN}.json")
+
+
+def clear_withdrawn(store: Store, paths: PartitionPaths) -> None:
+    store.delete(f"{paths.composite}/{WITHDRAWN}.json")
+
+
+def product_versions(store: Store, paths: PartitionPaths) -> list[str]:
+    """Version folders present for the partition (published, pending or left by a crash)."""
+    return [
+        name
+        for name in store.listdir(paths.composite)
+        if not name.startswith(".") and name not in (SIDECAR, f"{WITHDRAWN}.json")
+    ]
+
+
+def remove_versions(store: Store, paths: PartitionPaths, keep: set[str]) -> list[str]:
+    """Delete every version folder not in ``keep``; returns the removed versions."""
+    removed = [v for v in product_versions(store, paths) if v not in keep]
+    for version in removed:
+        store.delete(paths.product(version).folder)
+    return removed
 
 
 def _jsonable(result: CompositeResult) -> dict[str, Any]:
@@ -194,12 +213,3 @@ def _jsonable(result: CompositeResult) -> dict[str, Any]:
     d["month"] = result.month.key
     d["staging"] = None
     return d
-
-
-def discard_staging(result: CompositeResult) -> None:
-    if result.staging:
-        shutil.rmtree(result.staging, ignore_errors=True)
-
-
-def items_platforms(items: list[pystac.Item]) -> list[str]:
-    return sorted({str(i.properties["platform"]) for i in items if i.properties.get("platform")})

@@ -28,13 +28,19 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Stat
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.properties import (
+    AOI_PROP,
+    CLEAR_FRACTION_PROP,
+    MONTH_PROP,
+    OBSERVATIONS_PROP,
+)
+from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store, stac_io
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 # The raster extension spells a NaN nodata as the string "nan" (JSON has no NaN).
 NAN = "nan"
-AOI_PROP = "rgb_assets:aoi"
-MONTH_PROP = "rgb_assets:month"
 CREATOR = pystac.Provider(
     "rgb-assets", roles=[pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST]
 )
@@ -100,13 +106,15 @@ class StaticCatalog:
 
     @property
     def root_key(self) -> str:
-        return f"{self.prefix}/catalog.json"
+        return layout.catalog_root(self.prefix)
 
     def partition_dir(self, collection_id: str, aoi: str, month: Month) -> str:
-        return f"{self.prefix}/{collection_id}/{aoi}/{month.key}"
+        paths = PartitionPaths(collection_id, aoi, month)
+        return paths.catalog_partition(self.prefix, collection_id)
 
     def item_key(self, collection_id: str, aoi: str, month: Month, item_id: str) -> str:
-        return f"{self.partition_dir(collection_id, aoi, month)}/{item_id}/{item_id}.json"
+        paths = PartitionPaths(collection_id, aoi, month)
+        return paths.catalog_item(self.prefix, collection_id, item_id)
 
     def _open_root(self) -> pystac.Catalog:
         if self.store.exists(self.root_key):
@@ -118,9 +126,6 @@ class StaticCatalog:
             root.set_self_href(self.store.uri(self.root_key))
         root.catalog_type = pystac.CatalogType.SELF_CONTAINED
         return root
-
-    def open(self) -> pystac.Catalog:
-        return pystac.Catalog.from_file(self.store.uri(self.root_key), stac_io=self.io)
 
     def replace_partition(
         self,
@@ -143,7 +148,9 @@ class StaticCatalog:
             collection = template.clone()
             collection.clear_items()
             root.add_child(collection)
-            collection.set_self_href(self.store.uri(f"{self.prefix}/{template.id}/collection.json"))
+            collection.set_self_href(
+                self.store.uri(layout.catalog_collection(self.prefix, template.id))
+            )
         assert isinstance(collection, pystac.Collection)
         part_uri = self.store.uri(self.partition_dir(template.id, aoi, month)) + "/"
         keep, removed = [], []
@@ -184,10 +191,6 @@ class StaticCatalog:
         root = self.store.uri("x")[:-1]
         return href[len(root) :] if href.startswith(root) else href
 
-    def relative_href(self, from_key: str, to_key: str) -> str:
-        """Relative href from the file at ``from_key`` to ``to_key`` (same store)."""
-        return posixpath.relpath(to_key, posixpath.dirname(from_key))
-
 
 # -- raw catalog ---------------------------------------------------------------------------
 def raw_collection(
@@ -204,10 +207,10 @@ def raw_collection(
     return c
 
 
-def raw_catalog_item(archived: pystac.Item, aoi: str) -> pystac.Item:
+def raw_catalog_item(archived: pystac.Item, paths: PartitionPaths) -> pystac.Item:
     """Catalog copy of an archived item: id unique per AOI (the clip differs per AOI)."""
     item = archived.full_copy()
-    item.id = f"{archived.id}__{aoi}"
+    item.id = paths.raw_catalog_item_id(archived.id)
     item.set_root(None)
     item.set_parent(None)
     item.collection_id = None
@@ -252,6 +255,8 @@ class CompositeFiles:
     thumbnail: str
     sizes: dict[str, int]
     checksums: dict[str, str]
+    #: The product version folder the files are in.
+    version: str = ""
 
 
 def composite_item(
@@ -262,6 +267,7 @@ def composite_item(
     bands: Sequence[str],
     grid: dict[str, Any],
     files: CompositeFiles,
+    item_id: str,
     item_key: str,
     raw_item_keys: Sequence[str],
     stats: dict[str, Any],
@@ -270,7 +276,7 @@ def composite_item(
     """The STAC item of one monthly composite, with proj, raster, eo, processing and file."""
     end = month.end.timestamp() - 1e-3
     item = pystac.Item(
-        id=f"{aoi.name}_{month.key}_{spec.key}",
+        id=item_id,
         geometry=aoi.geometry,
         bbox=list(aoi.bbox),
         datetime=None,
@@ -280,8 +286,8 @@ def composite_item(
             "title": f"{spec.title} monthly median RGB, {aoi.name}, {month.key}",
             AOI_PROP: aoi.name,
             MONTH_PROP: month.key,
-            "rgb_assets:observations": stats["observations"],
-            "rgb_assets:clear_fraction": stats["clear_fraction"],
+            OBSERVATIONS_PROP: stats["observations"],
+            CLEAR_FRACTION_PROP: stats["clear_fraction"],
         },
     )
     if constellation:

@@ -26,9 +26,8 @@ import pystac
 
 from rgb_assets.core.domain.errors import StacSourceError
 from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.properties import AOI_PROP, MONTH_PROP
 
-AOI_PROP = "rgb_assets:aoi"
-MONTH_PROP = "rgb_assets:month"
 RAW_ID_PREFIX = "rgb-assets-raw-"
 CatalogKind = Literal["raw", "derived"]
 

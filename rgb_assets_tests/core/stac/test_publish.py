@@ -19,7 +19,7 @@ from rgb_assets.core.domain.errors import StacSourceError
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.catalog import derived_collection
 from rgb_assets.core.stac.publish import StacPublisher, api_collection_id
-from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets_tests.producer import produce_partition
 
 pytestmark = pytest.mark.live
@@ -184,11 +184,11 @@ def test_collection_created_concurrently_counts_as_existing(pgstac):
     assert log == [f"GET /collections/{collection.id} -> 404", "POST /collections -> 409"]
 
 
-def test_dagster_catalog_io_manager_publishes_partition_to_the_api(
+def test_dagster_catalogs_resource_publishes_partition_to_the_api(
     pgstac, sample_dir: Path, tmp_path: Path
 ):
     """raw_scenes → derived_catalog for one AOI × month, materialized twice in process with the
-    catalog IO manager's publish URL set to the live API: the derived collection holds one
+    catalogs resource's publish URL set to the live API: the derived collection holds one
     searchable item whose files open, and the raw collection (an id of its own, not the
     source's) exactly the archived items."""
     import rasterio
@@ -196,15 +196,19 @@ def test_dagster_catalog_io_manager_publishes_partition_to_the_api(
 
     from rgb_assets.aois import register_aoi
     from rgb_assets.assets import ALL_ASSETS
+    from rgb_assets.config import Settings
     from rgb_assets.definitions import pipeline_resources
     from rgb_assets.partitions import partition_key
-    from rgb_assets.resources import StacSourceResource, StorageResource
 
     name, month = "carpathians-sample", Month(2019, 7)
     feature = json.loads((sample_dir.parents[1] / "data" / "sample_aoi.geojson").read_text())
-    storage = StorageResource(root=str(tmp_path / "store"))
-    stac = StacSourceResource(url=str(sample_dir / "collection.json"), collection="sentinel-2-l2a")
-    resources = pipeline_resources(stac, storage, publish_url=pgstac.url)
+    settings = Settings(
+        stac_url=str(sample_dir / "collection.json"),
+        storage_root=str(tmp_path / "store"),
+        publish_url=pgstac.url,
+    )
+    resources = pipeline_resources(settings)
+    storage = resources["storage"]
     runs = []
     with DagsterInstance.ephemeral() as instance:
         register_aoi(storage.aois(), instance, name, feature)
@@ -240,7 +244,7 @@ def test_dagster_catalog_io_manager_publishes_partition_to_the_api(
     assert raw_id == "rgb-assets-raw-sentinel-2-l2a"
     raw_api = {i.id for i in client.search(collections=[raw_id], limit=100).items()}
     manifest = json.loads(
-        (tmp_path / "store" / layout.raw_manifest("sentinel-2-l2a", name, month)).read_text()
+        (tmp_path / "store" / PartitionPaths("sentinel-2-l2a", name, month).manifest).read_text()
     )
     archived = {f"{f['id']}__{name}" for f in manifest["features"]}
     assert len(archived) == 5 and raw_api == archived

@@ -21,7 +21,7 @@ from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import get_collection
 from rgb_assets.core.domain.errors import StacSourceError
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.products.composite import make_composite
+from rgb_assets.core.products.composite import compute_composite, read_product
 from rgb_assets.core.raster.compositing import CompositeOptions
 from rgb_assets.core.raster.masking import MaskRule
 from rgb_assets.core.stac.source import ApiStacSource, LocalStacSource, SearchRequest
@@ -98,7 +98,7 @@ def test_composite_through_api_equals_local(api, sample_dir, aoi):
         store = Store(tempfile.mkdtemp(prefix=f"rgb-{name}-"))
         raw = archive_partition(source, spec, aoi, month, store)
         assert raw.stats["archived"] == 5
-        result = make_composite(raw, spec, aoi, options, Path(tempfile.mkdtemp()))
+        result = compute_composite(raw, spec, aoi, options, Path(tempfile.mkdtemp()))
         out[name] = xr.open_zarr(result.zarr_path, consolidated=True).load()
     for var in ("red", "green", "blue", "clear_count"):
         np.testing.assert_array_equal(out["api"][var].values, out["local"][var].values)
@@ -140,7 +140,7 @@ def test_materialized_partition_through_api_equals_local_catalog(
     from dagster import DagsterInstance, execute_job, reconstructable
 
     from rgb_assets.aois import register_aoi
-    from rgb_assets.core.products.composite import composite_keys
+    from rgb_assets.core.storage.layout import PartitionPaths
     from rgb_assets.definitions import monthly_composite_job_def
     from rgb_assets.partitions import partition_key
     from rgb_assets.resources import StorageResource
@@ -165,7 +165,10 @@ def test_materialized_partition_through_api_equals_local_catalog(
                 reconstructable(monthly_composite_job_def), instance=instance, tags=tags
             ) as result:
                 assert result.success, [e.message for e in result.all_events if e.is_failure]
-        zarr = Store(str(root)).local_path(composite_keys("sentinel-2-l2a", name, month)["zarr"])
+        store = Store(str(root))
+        product = read_product(store, PartitionPaths("sentinel-2-l2a", name, month))
+        assert product is not None
+        zarr = store.local_path(product[1].zarr)
         composites[source] = xr.open_zarr(zarr, consolidated=True).load()
         raw_items = [
             json.loads(p.read_text())

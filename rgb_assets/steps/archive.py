@@ -1,0 +1,38 @@
+"""Step 1: search the source for the AOI × month and archive what composites need."""
+
+from __future__ import annotations
+
+from rgb_assets.core.archive.ingest import ArchiveMode
+from rgb_assets.core.archive.partition import RawScenes, archive_partition, write_manifest
+from rgb_assets.core.domain.aoi import Aoi
+from rgb_assets.core.domain.collection_specs import CollectionSpec
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.source import StacSource
+from rgb_assets.core.storage.store import Store
+
+
+def archive_scenes(
+    source: StacSource,
+    spec: CollectionSpec,
+    aoi: Aoi,
+    month: Month,
+    store: Store,
+    *,
+    max_cloud_cover: float | None = None,
+    mode: ArchiveMode = "clip",
+    platforms: tuple[str, ...] | None = None,
+) -> RawScenes:
+    """Archive the partition's scenes (checksummed, intact ones reused) and write its manifest,
+    which the later steps read."""
+    raw = archive_partition(
+        source,
+        spec,
+        aoi,
+        month,
+        store,
+        max_cloud_cover=max_cloud_cover,
+        mode=mode,
+        platforms=platforms,
+    )
+    write_manifest(raw, store)
+    return raw
