@@ -128,7 +128,7 @@ def _quantile(a: np.ndarray, q: float) -> float:
 
 
 def _scene_paths(root: Path, i: int) -> dict[str, Path]:
-    return {k: root / "scenes" / f"scene{i:02d}_{k}.tif" for k in (*BANDS, "scl")}
+    return {k: root / "scenes" / f"scene{i:02d}_{k}.tif" for k in (*BANDS, "mask")}
 
 
 def _write_cog(path: Path, array: np.ndarray) -> None:
@@ -213,7 +213,7 @@ def _make_scene(root: Path, base: Path, i: int, size: int, seed: int) -> dict[st
         if wedge is not None:
             out[wedge] = 0
         _write_cog(_scene_paths(root, i)[band], out)
-    _write_cog(_scene_paths(root, i)["scl"], scl)
+    _write_cog(_scene_paths(root, i)["mask"], scl)
     from rgb_assets.core.raster.masking import DEFAULT_SCL_EXCLUDE
 
     masked = float(np.isin(scl, DEFAULT_SCL_EXCLUDE).mean())
@@ -251,6 +251,8 @@ def _item(root: Path, i: int, size: int, stats: dict[str, float]) -> Any:
             "constellation": "sentinel-2",
             "eo:cloud_cover": round(stats["cloud_cover"], 2),
             "s2:processing_baseline": baseline,
+            # As the archive writes them: assets keyed by role, radiometry in raster:bands.
+            "rgb_assets:archive_mode": "full",
         },
     )
     proj = ProjectionExtension.ext(item, add_if_missing=True)
@@ -263,7 +265,7 @@ def _item(root: Path, i: int, size: int, stats: dict[str, float]) -> Any:
     for key, path in _scene_paths(root, i).items():
         asset = pystac.Asset(href=str(path), media_type=pystac.MediaType.COG, roles=["data"])
         item.add_asset(key, asset)
-        if key == "scl":
+        if key == "mask":
             band = RasterBand.create(nodata=0, data_type=DataType.UINT8, spatial_resolution=RES)
         else:
             band = RasterBand.create(
@@ -364,7 +366,7 @@ def decode_floor(items: Sequence[Any], scene_px: int, px: int) -> int:
 
     r, c = aoi_window(scene_px, px)
     window = Window(c, r, px, px)
-    hrefs = [it.assets[k].href for it in items for k in (*BANDS, "scl")]
+    hrefs = [it.assets[k].href for it in items for k in (*BANDS, "mask")]
 
     def read(href: str) -> int:
         with rasterio.open(href) as src:
@@ -383,7 +385,7 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
 
     ds = odc.stac.load(
         items,
-        bands=[*BANDS, "scl"],
+        bands=[*BANDS, "mask"],
         geobox=geobox,
         chunks={"x": 2048, "y": 2048},
         groupby="solar_day",
@@ -391,7 +393,7 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
     if ds.sizes["time"] != len(items):
         raise RuntimeError("expected one time step per item")
     scales, offsets = _radiometry(items)
-    valid = ~ds["scl"].isin(list(DEFAULT_SCL_EXCLUDE))
+    valid = ~ds["mask"].isin(list(DEFAULT_SCL_EXCLUDE))
     for b in BANDS:
         valid = valid & (ds[b] != 0)
     out: dict[str, Any] = {}
@@ -442,7 +444,7 @@ def numpy_reference(
 
     scales, offsets = _radiometry(items)
     dn = np.stack([np.stack([read(it.assets[b].href) for b in BANDS]) for it in items])
-    scl = np.stack([read(it.assets["scl"].href) for it in items])
+    scl = np.stack([read(it.assets["mask"].href) for it in items])
     valid = ~np.isin(scl, DEFAULT_SCL_EXCLUDE) & (dn != 0).all(axis=1)
     refl = dn.astype(np.float32) * scales[:, :, None, None] + offsets[:, :, None, None]
     refl[~np.broadcast_to(valid[:, None], refl.shape)] = np.nan
@@ -662,7 +664,7 @@ def run(w: Workload, regenerate: bool, output: Path, chunk: int | None) -> dict[
         "scenes": w.scenes,
         "size_px": w.speed_px,
         "scene_px": w.scene_px,
-        "bands": [*BANDS, "scl"],
+        "bands": [*BANDS, "mask"],
         "masked_fraction": round(float(np.mean(manifest["masked_fraction"])), 3),
         "scheduler": f"dask threaded scheduler, num_workers={THREADS}",
         "engine_chunk": engine_options(chunk).chunk,

@@ -7,6 +7,7 @@ are not held there; a permissive stand-in is used and geometry validity is check
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from rgb_assets_tests.producer import produce_partition
 REPO = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
 def _registry(root: Path) -> Registry:
     def retrieve(uri: str) -> Resource:
         if "geojson.org" in uri:
@@ -36,18 +38,29 @@ def _registry(root: Path) -> Registry:
     return Registry(retrieve=retrieve)
 
 
-def _validate(item: dict, root: Path) -> list[str]:
+@functools.cache
+def _validator(uri: str, root: Path) -> jsonschema.Draft7Validator:
     registry = _registry(root)
+    schema = registry.get_or_retrieve(uri).value.contents
+    return jsonschema.Draft7Validator(schema, registry=registry)
+
+
+SPECS = {"Feature": "item", "Catalog": "catalog", "Collection": "collection"}
+
+
+def _validate(item: dict, root: Path) -> list[str]:
+    """Validate a STAC Item, Catalog or Collection against core and its declared extensions."""
     version = item["stac_version"]
-    core = f"https://schemas.stacspec.org/v{version}/item-spec/json-schema/item.json"
+    spec = SPECS[item["type"]]
+    core = f"https://schemas.stacspec.org/v{version}/{spec}-spec/json-schema/{spec}.json"
     checked = []
     for uri in [core, *item.get("stac_extensions", [])]:
-        schema = registry.get_or_retrieve(uri).value.contents
-        validator = jsonschema.Draft7Validator(schema, registry=registry)
+        validator = _validator(uri, root)
         errors = sorted(validator.iter_errors(item), key=lambda e: e.path)
         assert not errors, f"{item['id']} fails {uri}: {errors[0].message}"
         checked.append(uri)
-    assert shape(item["geometry"]).is_valid
+    if spec == "item":
+        assert shape(item["geometry"]).is_valid
     return checked
 
 
@@ -74,3 +87,45 @@ def test_raw_items_pass_official_schemas(produced: Store):
     assert items
     for item in items:
         _validate(item.to_dict(), root)
+
+
+def stac_documents(root: Path) -> list[tuple[Path, dict]]:
+    """Every STAC document under ``root``: items, catalogs, collections, and the items of
+    ItemCollections (the partition manifests), whatever folder they are in."""
+    found = []
+    for path in sorted(root.rglob("*.json")):
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("type") == "FeatureCollection":
+            found += [(path, f) for f in doc.get("features", []) if "stac_version" in f]
+        elif doc.get("type") in SPECS and "stac_version" in doc:
+            found.append((path, doc))
+    return found
+
+
+def test_every_stac_document_written_passes_official_schemas(produced: Store):
+    """Catalogs, collections, catalog items, the archive's own item beside each clip and the
+    partition manifest's items: all of them, not only what the catalogs link."""
+    root = Path(os.environ["RGB_ASSETS_STAC_SCHEMAS_DIR"])
+    docs = stac_documents(Path(produced.root))
+    kinds = {(p.parts[len(Path(produced.root).parts)], d["type"]) for p, d in docs}
+    assert {("raw", "Feature"), ("catalogs", "Feature"), ("catalogs", "Catalog")} <= kinds
+    assert ("catalogs", "Collection") in kinds
+    for path, doc in docs:
+        try:
+            _validate(doc, root)
+        except AssertionError as e:
+            raise AssertionError(f"{path}: {e}") from None
+
+
+def test_sample_catalog_documents_pass_official_schemas(sample_dir: Path):
+    """The demo's STAC source (built by ``make sample-data``) is STAC we write too."""
+    root = Path(os.environ["RGB_ASSETS_STAC_SCHEMAS_DIR"])
+    docs = stac_documents(sample_dir)
+    assert {d["type"] for _, d in docs} == {"Collection", "Feature"}
+    for path, doc in docs:
+        try:
+            _validate(doc, root)
+        except AssertionError as e:
+            raise AssertionError(f"{path}: {e}") from None

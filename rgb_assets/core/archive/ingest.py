@@ -194,11 +194,17 @@ def archived_item(
     assets: dict[str, tuple[str, dict[str, Any]]],
 ) -> pystac.Item:
     """The archive's copy of a source item: its properties and extensions, only the archived
-    assets (relative hrefs, our size and checksum, native grid of the clip), a ``via`` link
-    back to the source item, and explicit scale/offset/nodata in ``raster:bands``."""
+    assets keyed by role (``red``, ``green``, ``blue``, ``mask``, ``radsat``; relative hrefs,
+    our size and checksum, native grid of the clip), a ``via`` link back to the source item,
+    and the resolved scale/offset/nodata in ``raster:bands``. Items are resolved once, here:
+    odc-stac loads the archived items as they are, and ``resolve_item`` reads them back
+    without any provider rule. ``assets`` maps role -> (source key, file name, file info)."""
     src = r.item
     item = pystac.Item.from_dict(src.to_dict(include_self_link=False, transform_hrefs=False))
     item.clear_links()
+    # The archive's copy belongs to no collection of ours: a ``collection`` field without its
+    # link is invalid STAC. The source collection stays reachable through the ``via`` link.
+    item.collection_id = None
     source_href = src.get_self_href()
     if source_href:
         item.add_link(pystac.Link("via", source_href, pystac.MediaType.GEOJSON, "Source item"))
@@ -210,14 +216,15 @@ def archived_item(
             item.bbox = list(footprint.bounds)
         for k in ("proj:shape", "proj:transform", "proj:bbox", "proj:centroid"):
             item.properties.pop(k, None)
-    resolved = {b.key: b for b in [*r.bands.values(), r.mask, *r.extra_masks.values()]}
+    resolved = r.bands | {"mask": r.mask} | r.extra_masks
     item.assets = {}
-    for key, (filename, info) in assets.items():
+    for role, (key, filename, info) in assets.items():
         src_asset = src.assets[key]
         extra = {
             k: v
             for k, v in src_asset.extra_fields.items()
-            if not k.startswith(("file:", "alternate", "storage:"))
+            if not k.startswith(("file:", "alternate", "storage:", "raster:"))
+            and k not in ("bands", "nodata", "data_type", "scale", "offset")
         }
         if mode == "clip":
             extra.update({k: v for k, v in info.items() if k.startswith("proj:")})
@@ -229,16 +236,15 @@ def archived_item(
             roles=src_asset.roles,
             extra_fields=extra,
         )
-        item.add_asset(key, asset)
+        item.add_asset(role, asset)
         fe = FileExtension.ext(asset, add_if_missing=True)
         fe.size = info["file:size"]
         fe.checksum = info["file:checksum"]
-        b = resolved.get(key)
-        if b is not None and not extra.get("raster:bands"):
-            band = RasterBand.create(nodata=b.nodata, data_type=b.data_type)
-            if key in {x.key for x in r.bands.values()}:
-                band.scale, band.offset = b.scale, b.offset
-            RasterExtension.ext(asset, add_if_missing=True).bands = [band]
+        b = resolved[role]
+        band = RasterBand.create(nodata=b.nodata, data_type=b.data_type)
+        if role in r.bands:
+            band.scale, band.offset = b.scale, b.offset
+        RasterExtension.ext(asset, add_if_missing=True).bands = [band]
     item.properties.update(
         {
             AOI_PROP: aoi.name,
@@ -272,16 +278,15 @@ def ingest_item(
     if existing is not None:
         return IngestOutcome(r.id, "intact", existing)
     reader = read_item or r.item
-    keys = list(r.asset_keys.values())
-    written: dict[str, tuple[str, dict[str, Any]]] = {}
+    written: dict[str, tuple[str, str, dict[str, Any]]] = {}
     checks: dict[str, Verification] = {}
     total = 0
     with tempfile.TemporaryDirectory(prefix="rgb-ingest-") as tmpdir:
         staged: list[tuple[Path, str]] = []
-        for key in keys:
+        for role, key in r.asset_keys.items():
             href = reader.assets[key].get_absolute_href() or reader.assets[key].href
             suffix = ".tif" if mode == "clip" else Path(href.split("?")[0]).suffix or ".bin"
-            filename = f"{key}{suffix}"
+            filename = f"{role}{suffix}"
             dest = Path(tmpdir) / filename
             if mode == "clip":
                 checks[key] = check_source_size(href, key, r.item.assets[key])
@@ -294,7 +299,7 @@ def ingest_item(
             info["file:size"] = dest.stat().st_size
             info["file:checksum"] = checksums.multihash_sha256(dest)
             total += info["file:size"]
-            written[key] = (filename, info)
+            written[role] = (key, filename, info)
             staged.append((dest, f"{folder}/{filename}"))
         for local, key in staged:
             store.put_file(local, key)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pystac
 
 from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.stac.properties import MODE_PROP
 
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
@@ -265,8 +266,11 @@ def resolve_item(item: pystac.Item, spec: CollectionSpec) -> ResolvedItem:
     registry (with the Sentinel-2 baseline rule). Raises :class:`MissingAssetError`.
     """
     baseline = processing_baseline(item) if spec.mask_kind == "scl" else None
+    archived = MODE_PROP in item.properties
     found: dict[str, BandAsset] = {}
     for band, keys in spec.asset_keys.items():
+        # Our archived items are keyed by role, with the radiometry resolved at archive time.
+        keys = (band,) if archived else keys
         key = _find_asset(item, band, keys)
         if key is None:
             raise MissingAssetError(item.id, band, keys)
@@ -285,7 +289,7 @@ def resolve_item(item: pystac.Item, spec: CollectionSpec) -> ResolvedItem:
         )
     extras: dict[str, BandAsset] = {}
     for name, keys in spec.extra_mask_keys.items():
-        key = _find_asset(item, name, keys)
+        key = _find_asset(item, name, (name,) if archived else keys)
         if key is not None:
             asset = item.assets[key]
             extras[name] = BandAsset(

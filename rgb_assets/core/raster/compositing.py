@@ -20,7 +20,6 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
@@ -75,36 +74,6 @@ def group_time_slices(
         key = (day, _radiometry_key(r, bands))
         groups.setdefault(key, TimeSlice(day)).items.append(r)
     return sorted(groups.values(), key=lambda s: (s.day, s.first.datetime, s.first.id))
-
-
-def _load_item(
-    r: ResolvedItem, slice_index: int, bands: Sequence[str], radsat: bool
-) -> pystac.Item:
-    """A copy of the item whose assets are keyed by role (red, green, blue, mask[, radsat])."""
-    src = r.item
-    item = pystac.Item(
-        id=f"{slice_index:04d}-{src.id}",
-        geometry=src.geometry,
-        bbox=src.bbox,
-        datetime=r.datetime,
-        properties={
-            k: v for k, v in src.properties.items() if k.startswith("proj:") or k == "datetime"
-        }
-        | {"rgb_assets:slice": slice_index},
-        stac_extensions=list(src.stac_extensions),
-    )
-    roles = {b: r.bands[b].key for b in bands} | {"mask": r.mask.key}
-    if radsat:
-        roles["radsat"] = r.extra_masks["radsat"].key
-    for role, key in roles.items():
-        a = src.assets[key]
-        extra = dict(a.extra_fields)
-        href = a.get_absolute_href() or a.href
-        item.add_asset(
-            role,
-            pystac.Asset(href=href, media_type=a.media_type, roles=["data"], extra_fields=extra),
-        )
-    return item
 
 
 def _nodata_scalar(band: np.ndarray, nodata: float) -> Any:
@@ -315,24 +284,6 @@ def _count_block(valid: np.ndarray) -> np.ndarray:
     return valid.sum(axis=0, dtype=np.uint16)
 
 
-def _composite_block(
-    clear: np.ndarray,
-    *bands: np.ndarray,
-    scales: np.ndarray,
-    offsets: np.ndarray,
-    nodatas: np.ndarray,
-) -> np.ndarray:
-    """(T, y, x) inputs → (B + 1, y, x) float32: per-band median reflectance, then clear count.
-
-    The in-memory form of what ``median_composite`` does tile by tile with Dask.
-    """
-    valid = _valid_block(clear, *bands, nodatas=nodatas)
-    meds = [
-        _median_block(valid, b, scales=scales[i], offsets=offsets[i]) for i, b in enumerate(bands)
-    ]
-    return np.stack([*meds, _count_block(valid).astype(np.float32)])
-
-
 def load_stack(
     slices: Sequence[TimeSlice],
     geobox: GeoBox,
@@ -344,9 +295,9 @@ def load_stack(
         and options.mask.use_radsat
         and all("radsat" in r.extra_masks for s in slices for r in s.items)
     )
-    items = [
-        [_load_item(r, i, options.bands, radsat) for r in s.items] for i, s in enumerate(slices)
-    ]
+    # Archived items are keyed by role with their radiometry in ``raster:bands``
+    # (``archive.ingest.archived_item``): odc-stac parses them as they are.
+    items = [[r.item for r in s.items] for s in slices]
     measurements = [*options.bands, "mask"] + (["radsat"] if radsat else [])
     resampling = {"mask": "nearest", "radsat": "nearest", "*": options.resampling}
     ds = load_slices(

@@ -28,6 +28,7 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Stat
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.extent import widen
 from rgb_assets.core.stac.properties import (
     AOI_PROP,
     CLEAR_FRACTION_PROP,
@@ -70,28 +71,6 @@ def _empty_collection(
             pystac.TemporalExtent([[None, None]]),
         ),
     )
-
-
-def _union_extent(collection: pystac.Collection, items: Sequence[pystac.Item], fresh: bool) -> None:
-    bboxes = [i.bbox for i in items if i.bbox]
-    times: list[datetime] = []
-    for i in items:
-        for k in ("datetime", "start_datetime", "end_datetime"):
-            v = i.properties.get(k)
-            if v:
-                times.append(pystac.utils.str_to_datetime(v))
-    if not bboxes:
-        return
-    old = None if fresh else collection.extent.spatial.bboxes[0]
-    xs = [b[0] for b in bboxes] + ([old[0]] if old else [])
-    ys = [b[1] for b in bboxes] + ([old[1]] if old else [])
-    xe = [b[2] for b in bboxes] + ([old[2]] if old else [])
-    ye = [b[3] for b in bboxes] + ([old[3]] if old else [])
-    collection.extent.spatial = pystac.SpatialExtent([[min(xs), min(ys), max(xe), max(ye)]])
-    t0, t1 = (None, None) if fresh else collection.extent.temporal.intervals[0]
-    lo = min(times + ([t0] if t0 else []))
-    hi = max(times + ([t1] if t1 else []))
-    collection.extent.temporal = pystac.TemporalExtent([[lo, hi]])
 
 
 class StaticCatalog:
@@ -175,7 +154,8 @@ class StaticCatalog:
             update.item_keys.append(key)
         if items:
             still_linked = [lk for lk in collection.links if lk.rel == "item"]
-            _union_extent(collection, items, fresh or len(still_linked) == len(items))
+            replaced_all = fresh or len(still_linked) == len(items)
+            collection.extent = widen(None if replaced_all else collection.extent, items)
         for item in items:
             item.save_object(include_self_link=False, stac_io=self.io)
         collection.save_object(include_self_link=False, stac_io=self.io)

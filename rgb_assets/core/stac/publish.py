@@ -26,6 +26,7 @@ import pystac
 
 from rgb_assets.core.domain.errors import StacSourceError
 from rgb_assets.core.domain.months import Month
+from rgb_assets.core.stac.extent import widen
 from rgb_assets.core.stac.properties import AOI_PROP, MONTH_PROP
 
 RAW_ID_PREFIX = "rgb-assets-raw-"
@@ -76,19 +77,8 @@ def _is_placeholder(extent: dict[str, Any]) -> bool:
 
 def _widened_extent(current: dict[str, Any], items: Sequence[pystac.Item]) -> dict[str, Any]:
     """``current`` widened to cover ``items`` (replaced when it is still the placeholder)."""
-    extent = pystac.Extent.from_items(items).to_dict()
-    if _is_placeholder(current):
-        return extent
-    (b,) = extent["spatial"]["bbox"][:1]
-    (c,) = current["spatial"]["bbox"][:1]
-    bbox = [min(b[0], c[0]), min(b[1], c[1]), max(b[2], c[2]), max(b[3], c[3])]
-    (t,) = extent["temporal"]["interval"][:1]
-    (u,) = current["temporal"]["interval"][:1]
-    starts = [pystac.utils.str_to_datetime(x) for x in (t[0], u[0]) if x]
-    ends = [pystac.utils.str_to_datetime(x) for x in (t[1], u[1]) if x]
-    lo = pystac.utils.datetime_to_str(min(starts)) if starts and u[0] else None
-    hi = pystac.utils.datetime_to_str(max(ends)) if ends and u[1] else None
-    return {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [[lo, hi]]}}
+    base = None if _is_placeholder(current) else pystac.Extent.from_dict(current)
+    return widen(base, items).to_dict()
 
 
 class StacPublisher:

@@ -17,15 +17,17 @@ from rio_cogeo.cogeo import cog_validate
 
 from rgb_assets.core.archive.ingest import ingest_item
 from rgb_assets.core.domain.aoi import Aoi
-from rgb_assets.core.domain.collection_specs import SENTINEL2_L2A, resolve_item
+from rgb_assets.core.domain.collection_specs import SENTINEL2_L2A, get_collection, resolve_item
 from rgb_assets.core.domain.errors import ChecksumError
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.storage import layout
+from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store
 
 ITEM_ID = "S2_L2A_RO_SAMPLE_20150801"
 MONTH = Month(2015, 8)
 ASSETS = ("red", "green", "blue", "scl")
+#: Source asset key -> the role the archive keys it by.
+ROLE = {"red": "red", "green": "green", "blue": "blue", "scl": "mask"}
 # Inside the 100 x 100 px sample scene (lon 22.1449-22.1595, lat 45.1996-45.2100).
 AOI = Aoi.create(
     "ingest-test",
@@ -69,7 +71,7 @@ def _files(root: Path) -> list[Path]:
 
 
 def _archived(store: Store, name: str) -> Path:
-    return store.local_path(f"{layout.raw_item_dir('s2', AOI.name, MONTH, ITEM_ID)}/{name}")
+    return store.local_path(f"{PartitionPaths('s2', AOI.name, MONTH).scene_dir(ITEM_ID)}/{name}")
 
 
 def test_clip_is_a_cog_on_the_native_grid_with_the_source_pixels(sample_dir, tmp_path):
@@ -81,7 +83,7 @@ def test_clip_is_a_cog_on_the_native_grid_with_the_source_pixels(sample_dir, tmp
     assert outcome.source_verification == dict.fromkeys(ASSETS, "size")
     assert "checksum" not in outcome.source_verification.values()
     for key in ASSETS:
-        path = _archived(store, f"{key}.tif")
+        path = _archived(store, f"{ROLE[key]}.tif")
         valid, errors, _ = cog_validate(str(path), quiet=True)
         assert valid, errors
         with (
@@ -103,7 +105,7 @@ def test_clip_is_a_cog_on_the_native_grid_with_the_source_pixels(sample_dir, tmp
             )
             assert (window.width, window.height) == (out.width, out.height)
             np.testing.assert_array_equal(out.read(), src.read(window=window))
-        asset = outcome.item.assets[key]
+        asset = outcome.item.assets[ROLE[key]]
         assert asset.extra_fields["file:size"] == path.stat().st_size
         assert asset.extra_fields["proj:shape"] == [out.height, out.width]
 
@@ -119,13 +121,33 @@ def test_full_copies_bytes_and_records_size_and_checksum(sample_dir, tmp_path):
     total = 0
     for key in ASSETS:
         source = Path(item.assets[key].get_absolute_href()).read_bytes()
-        copy = _archived(store, f"{key}.tif").read_bytes()
+        copy = _archived(store, f"{ROLE[key]}.tif").read_bytes()
         assert copy == source
-        asset = outcome.item.assets[key]
+        asset = outcome.item.assets[ROLE[key]]
         assert asset.extra_fields["file:size"] == len(source)
         assert asset.extra_fields["file:checksum"] == "1220" + hashlib.sha256(source).hexdigest()
         total += len(source)
     assert outcome.bytes_written == total
+
+
+def test_archived_item_is_keyed_by_role_with_resolved_radiometry(sample_dir, tmp_path):
+    """Resolved once: the archive's item names assets by role and carries scale, offset and
+    nodata, so the engine loads it as it is and resolve_item needs no provider rule."""
+    item = _sample_item(sample_dir, tmp_path)
+    outcome = _ingest(item, Store(tmp_path / "store"))
+    archived = outcome.item
+    assert set(archived.assets) == {"red", "green", "blue", "mask"}
+    for role in ("red", "green", "blue"):
+        (band,) = archived.assets[role].extra_fields["raster:bands"]
+        assert band["scale"] == pytest.approx(1e-4) and "offset" in band and band["nodata"] == 0
+    (mask,) = archived.assets["mask"].extra_fields["raster:bands"]
+    assert "scale" not in mask and mask["data_type"] == "uint8"
+    again = resolve_item(archived, get_collection("sentinel-2-l2a"))
+    source = resolve_item(item, get_collection("sentinel-2-l2a"))
+    assert again.asset_keys == {"red": "red", "green": "green", "blue": "blue", "mask": "mask"}
+    for role in ("red", "green", "blue"):
+        got, want = again.bands[role], source.bands[role]
+        assert (got.scale, got.offset, got.nodata) == (want.scale, want.offset, want.nodata)
 
 
 def test_clip_without_declared_size_is_reported_unverifiable(sample_dir, tmp_path):

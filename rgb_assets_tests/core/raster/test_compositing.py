@@ -11,7 +11,7 @@ import pytest
 
 from rgb_assets.core.domain.collection_specs import BandAsset, ResolvedItem
 from rgb_assets.core.raster.compositing import (
-    _composite_block,
+    _count_block,
     _median_block,
     _valid_block,
     group_time_slices,
@@ -20,15 +20,14 @@ from rgb_assets.core.raster.masking import MaskRule, scl_clear
 
 
 def _block(bands, clear, scales, offsets, nodata=0.0):
+    """(B + 1, y, x): the engine's per-tile tasks on one in-memory tile (valid mask, one median
+    per band, the clear count), as ``median_composite`` chains them with Dask."""
     t = clear.shape[0]
     nb = len(bands)
-    return _composite_block(
-        clear,
-        *bands,
-        scales=np.array([scales] * nb, "float32"),
-        offsets=np.array([offsets] * nb, "float32"),
-        nodatas=np.full((nb, t), nodata),
-    )
+    valid = _valid_block(clear, *bands, nodatas=np.full((nb, t), nodata))
+    s, o = np.array(scales, "float32"), np.array(offsets, "float32")
+    meds = [_median_block(valid, b, scales=s, offsets=o) for b in bands]
+    return np.stack([*meds, _count_block(valid).astype(np.float32)])
 
 
 def test_median_odd_and_even_counts_and_zero_clear():
