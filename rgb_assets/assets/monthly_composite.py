@@ -162,7 +162,7 @@ def monthly_composite(
             resolution=config.resolution,
             min_clear_fraction=config.min_clear_fraction,
             withdraw_when_empty=config.withdraw_when_empty,
-            version=context.run_id.split("-")[0],
+            version=context.op_execution_context.run_id.split("-")[0],
         )
     result = outcome.result
     if outcome.outcome == "no data":
