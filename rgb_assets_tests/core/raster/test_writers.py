@@ -1,4 +1,4 @@
-"""write_zarr computes lazy composites in batches of tiles; every batch lands where it belongs."""
+"""Writers of a composite: Zarr (lazy batches and eager), analysis COG, visual COG, thumbnail."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+import rasterio
 import rioxarray  # noqa: F401
 import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
+from PIL import Image
+from rasterio.enums import ColorInterp
+from rio_cogeo.cogeo import cog_validate
 
-from rgb_assets.core.raster.writers import write_zarr
+from rgb_assets.core.raster.writers import (
+    stretch_to_byte,
+    write_cog,
+    write_thumbnail,
+    write_visual,
+    write_zarr,
+)
 
 
 @pytest.mark.parametrize("chunk", [512, 1000, 2048])
@@ -39,3 +49,124 @@ def test_batched_zarr_write_round_trips(tmp_path: Path, chunk: int, batch: int |
     assert back["red"].encoding["chunks"] == (512, 512)
     assert back.rio.crs.to_epsg() == 32633
     assert back.odc.geobox == gb
+
+
+# -- analysis COG, visual COG, thumbnail -------------------------------------------------------
+BANDS = ["red", "green", "blue"]
+#: 600 x 700 px at 10 m: two 512 px blocks each way, the last ones partial.
+GRID = GeoBox.from_bbox((400000, 5000000, 407000, 5006000), "EPSG:32633", resolution=10)
+
+
+@pytest.fixture(scope="module")
+def composite() -> xr.Dataset:
+    """A small composite: random reflectance, the top 100 rows without any observation, and
+    one pixel where only the blue band is missing."""
+    rng = np.random.default_rng(7)
+    data = {b: rng.uniform(-0.02, 0.5, GRID.shape).astype(np.float32) for b in BANDS}
+    count = rng.integers(1, 9, GRID.shape).astype(np.uint16)
+    for b in BANDS:
+        data[b][:100] = np.nan
+    count[:100] = 0
+    data["blue"][300, 300] = np.nan
+    coords = xr_coords(GRID)
+    variables = {b: (("y", "x"), v) for b, v in data.items()}
+    variables["clear_count"] = (("y", "x"), count)
+    return xr.Dataset(variables, coords=coords)
+
+
+def test_write_cog_is_a_valid_float32_cog_equal_to_the_dataset(
+    tmp_path: Path, composite: xr.Dataset
+):
+    path = tmp_path / "c.tif"
+    write_cog(composite, BANDS, path, tmp_path)
+    ok, errors, _ = cog_validate(str(path), quiet=True)
+    assert ok, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"], "staging file left behind"
+    with rasterio.open(path) as src:
+        assert src.count == 4
+        assert src.dtypes == ("float32",) * 4
+        assert np.isnan(src.nodata)
+        assert src.descriptions == ("red", "green", "blue", "clear_count")
+        assert src.crs.to_epsg() == 32633
+        assert src.transform == GRID.affine
+        assert src.shape == GRID.shape
+        assert src.block_shapes[0] == (512, 512)
+        assert src.overviews(1), "no overviews"
+        data = src.read()
+    for i, name in enumerate([*BANDS, "clear_count"]):
+        expected = composite[name].values.astype(np.float32)
+        assert np.array_equal(data[i], expected, equal_nan=True), name
+
+
+@pytest.mark.parametrize(
+    ("refl", "byte"),
+    [
+        (np.nan, 0),  # nodata
+        (-0.1, 1),  # below 0: clipped to the darkest valid value
+        (0.0, 1),
+        (0.15, 128),  # 1 + 254 * 0.5
+        (0.3, 255),
+        (1.2, 255),  # above VISUAL_MAX: clipped
+    ],
+)
+def test_stretch_to_byte_known_answers(refl: float, byte: int):
+    assert stretch_to_byte(np.array([refl], dtype=np.float32)).tolist() == [byte]
+    assert stretch_to_byte(np.array([refl])).dtype == np.uint8
+
+
+def test_write_visual_is_an_rgb_byte_cog_with_the_documented_stretch(
+    tmp_path: Path, composite: xr.Dataset
+):
+    path = tmp_path / "v.tif"
+    write_visual(composite, BANDS, path, tmp_path)
+    ok, errors, _ = cog_validate(str(path), quiet=True)
+    assert ok, errors
+    with rasterio.open(path) as src:
+        assert src.count == 3 and src.dtypes == ("uint8",) * 3
+        assert src.nodata == 0
+        assert src.colorinterp == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+        assert src.transform == GRID.affine
+        rgb = src.read()
+    expected = np.stack([stretch_to_byte(composite[b].values) for b in BANDS])
+    expected[2, 300, 300] = 1  # a partly missing pixel stays valid: its missing band is 1
+    assert np.array_equal(rgb, expected)
+    assert (rgb[:, :100] == 0).all(), "pixels without observations are nodata in every band"
+    assert (rgb[:, 100:] >= 1).all(), "valid pixels use 1..255 only"
+
+
+def test_write_thumbnail_is_a_small_png_with_transparent_nodata(
+    tmp_path: Path, composite: xr.Dataset
+):
+    visual = tmp_path / "v.tif"
+    write_visual(composite, BANDS, visual, tmp_path)
+    png = tmp_path / "t.png"
+    shape = write_thumbnail(visual, png)
+    assert shape == (438, 512)  # 600 x 700 scaled by 512 / 700
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.mode == "RGBA"
+        assert img.size == (512, 438)
+        alpha = np.asarray(img)[..., 3]
+    # Rows 0-99 of 600 (no observation) are the top 73 of 438 thumbnail rows.
+    assert (alpha[:73] == 0).all()
+    assert (alpha[74:] == 255).all()
+
+
+def test_small_visual_keeps_its_size_in_the_thumbnail(tmp_path: Path, composite: xr.Dataset):
+    small = composite.isel(y=slice(0, 120), x=slice(0, 80))
+    visual = tmp_path / "v.tif"
+    write_visual(small, BANDS, visual, tmp_path)
+    assert write_thumbnail(visual, tmp_path / "t.png") == (120, 80)
+    with Image.open(tmp_path / "t.png") as img:
+        assert img.size == (80, 120)
+
+
+def test_write_zarr_round_trips_an_in_memory_composite(tmp_path: Path, composite: xr.Dataset):
+    """The eager path (numpy-backed variables) writes the same values, chunks and grid."""
+    path = tmp_path / "c.zarr"
+    write_zarr(composite, path)
+    back = xr.open_zarr(path, consolidated=True)
+    for name in [*BANDS, "clear_count"]:
+        assert np.array_equal(back[name].values, composite[name].values, equal_nan=True), name
+        assert back[name].encoding["chunks"] == (512, 512)
+    assert back["clear_count"].dtype == np.uint16
+    assert back.odc.geobox == GRID

@@ -1,0 +1,189 @@
+"""The four step functions on the real sample: what is published, kept, withdrawn and removed.
+
+One partition (2019-03: two scenes, clear fraction about 0.97) is archived, cataloged,
+composited as version ``v1`` and cataloged once per module; each test continues from a copy of
+that store. An "empty month" is the same partition archived again with ``max_cloud_cover=0``:
+the source then returns no scene (the two have 100 % and 0.28 % cloud cover).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+from pathlib import Path
+
+import pystac
+import pytest
+
+from rgb_assets.core.domain.aoi import Aoi, AoiRegistry
+from rgb_assets.core.domain.collection_specs import get_collection
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.products.composite import product_versions, read_product
+from rgb_assets.core.raster.compositing import CompositeOptions
+from rgb_assets.core.raster.masking import MaskRule
+from rgb_assets.core.stac.source import StacSource, open_source
+from rgb_assets.core.storage import checksums, layout
+from rgb_assets.core.storage.layout import PartitionPaths
+from rgb_assets.core.storage.store import Store
+from rgb_assets.steps import (
+    archive_scenes,
+    catalog_composite,
+    catalog_raw_scenes,
+    composite_month,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = get_collection("sentinel-2-l2a")
+MONTH = Month(2019, 3)
+OPTIONS = CompositeOptions(mask=MaskRule("scl"))
+
+
+@pytest.fixture(scope="module")
+def source(sample_dir: Path) -> StacSource:
+    return open_source(str(sample_dir / "collection.json"))
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, source: StacSource) -> dict:
+    """A store where the partition went through all four steps once (version v1)."""
+    store = Store(tmp_path_factory.mktemp("steps") / "store")
+    feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
+    aoi, _ = AoiRegistry(store).add("sample", feature)
+    raw = archive_scenes(source, SPEC, aoi, MONTH, store)
+    raw_cat = catalog_raw_scenes(store, SPEC, aoi.name, MONTH, source_collection_id=SPEC.key)
+    comp = composite_month(store, SPEC, aoi, MONTH, OPTIONS, version="v1")
+    derived = catalog_composite(store, SPEC, aoi, MONTH)
+    return {
+        "root": Path(store.root),
+        "aoi": aoi,
+        "raw": raw,
+        "raw_cat": raw_cat,
+        "comp": comp,
+        "derived": derived,
+    }
+
+
+@pytest.fixture
+def store(published: dict, tmp_path: Path) -> Store:
+    """A private copy of the published store."""
+    shutil.copytree(published["root"], tmp_path / "store")
+    return Store(tmp_path / "store")
+
+
+PATHS = PartitionPaths(SPEC.key, "sample", MONTH)
+
+
+def _derived_item(store: Store) -> pystac.Item | None:
+    key = PATHS.catalog_item(layout.DERIVED_CATALOG, f"{SPEC.key}-monthly-rgb", PATHS.basename)
+    return pystac.Item.from_file(store.uri(key)) if store.exists(key) else None
+
+
+def _item_version(store: Store) -> str:
+    """The version folder the derived item's data asset points at."""
+    item = _derived_item(store)
+    assert item is not None
+    return posixpath.basename(posixpath.dirname(item.assets["data"].get_absolute_href()))
+
+
+def _empty_the_month(store: Store, source: StacSource, aoi: Aoi) -> None:
+    raw = archive_scenes(source, SPEC, aoi, MONTH, store, max_cloud_cover=0)
+    assert raw.empty
+
+
+def test_the_four_steps_publish_a_linked_product(published: dict):
+    """Archive → raw catalog → composite → derived catalog, each with its own outcome."""
+    store = Store(published["root"])
+    assert len(published["raw"].items) == 2
+    assert store.exists(PATHS.manifest)
+    assert published["raw_cat"].outcome == "cataloged"
+    assert published["raw_cat"].scene_count == 2 and len(published["raw_cat"].item_keys) == 2
+    comp = published["comp"]
+    assert comp.outcome == "published" and comp.files.version == "v1"
+    assert 0.9 < comp.result.stats["clear_fraction"] < 1.0
+    assert all(c.passed for c in comp.checks)
+    derived = published["derived"]
+    assert derived.outcome == "published" and derived.derived_from == 2
+    assert derived.cog == PATHS.product("v1").cog
+    item = _derived_item(store)
+    assert item is not None and _item_version(store) == "v1"
+    assert len(item.get_links("derived_from")) == 2
+    data = item.assets["data"]
+    assert checksums.matches(data.get_absolute_href(), data.extra_fields["file:checksum"])
+    assert product_versions(store, PATHS) == ["v1"]
+
+
+def test_an_empty_month_keeps_the_published_product_and_its_item(
+    store: Store, source: StacSource, published: dict
+):
+    aoi = published["aoi"]
+    _empty_the_month(store, source, aoi)
+    raw_cat = catalog_raw_scenes(store, SPEC, aoi.name, MONTH, source_collection_id=SPEC.key)
+    assert raw_cat.outcome == "unchanged"
+    assert all(store.exists(k) for k in published["raw_cat"].item_keys)
+    outcome = composite_month(store, SPEC, aoi, MONTH, OPTIONS, version="v2")
+    assert outcome.outcome == "no data"
+    assert outcome.files is None and not outcome.withdrawn
+    assert outcome.kept is not None and outcome.kept.version == "v1"
+    assert all(not c.passed and c.severity == "warn" for c in outcome.checks)
+    assert read_product(store, PATHS)[1].version == "v1"  # type: ignore[index]
+    derived = catalog_composite(store, SPEC, aoi, MONTH)
+    assert derived.outcome == "published" and derived.removed == []
+    assert _item_version(store) == "v1"
+    assert product_versions(store, PATHS) == ["v1"]
+
+
+def test_withdraw_when_empty_withdraws_and_the_catalog_step_removes_the_item(
+    store: Store, source: StacSource, published: dict
+):
+    aoi = published["aoi"]
+    _empty_the_month(store, source, aoi)
+    outcome = composite_month(
+        store, SPEC, aoi, MONTH, OPTIONS, withdraw_when_empty=True, version="v2"
+    )
+    assert outcome.outcome == "no data" and outcome.withdrawn and outcome.kept is None
+    assert read_product(store, PATHS) is None
+    assert _derived_item(store) is not None, "the item goes only in the catalog step"
+    derived = catalog_composite(store, SPEC, aoi, MONTH)
+    assert derived.outcome == "withdrawn"
+    assert derived.removed == published["derived"].item_keys
+    assert _derived_item(store) is None
+    assert product_versions(store, PATHS) == []
+    assert [n for n in store.listdir(PATHS.composite) if not n.startswith(".")] == []
+    assert catalog_composite(store, SPEC, aoi, MONTH).outcome == "unchanged"
+
+
+def test_a_rerun_publishes_a_new_version_and_the_catalog_step_removes_the_old(
+    store: Store, published: dict
+):
+    aoi = published["aoi"]
+    store.write_text(f"{PATHS.composite}/crashed/partial.tif", "left by a crashed run")
+    outcome = composite_month(store, SPEC, aoi, MONTH, OPTIONS, version="v2")
+    assert outcome.outcome == "published" and outcome.files.version == "v2"
+    assert outcome.removed_versions == ["crashed"]
+    assert product_versions(store, PATHS) == ["v1", "v2"], "v1 stays while the item uses it"
+    assert read_product(store, PATHS)[1].version == "v2"  # type: ignore[index]
+    assert _item_version(store) == "v1"
+    derived = catalog_composite(store, SPEC, aoi, MONTH)
+    assert derived.outcome == "published"
+    assert _item_version(store) == "v2"
+    assert product_versions(store, PATHS) == ["v2"]
+    # Same inputs, same pixels: the new analysis COG is byte-identical to the first one.
+    first = published["comp"].files.checksums[PATHS.product("v1").cog]
+    assert outcome.files.checksums[PATHS.product("v2").cog] == first
+
+
+def test_a_composite_failing_a_blocking_check_is_not_published(store: Store, published: dict):
+    """The month's clear fraction is below 1, so ``min_clear_fraction=1.0`` blocks it."""
+    aoi = published["aoi"]
+    outcome = composite_month(
+        store, SPEC, aoi, MONTH, OPTIONS, min_clear_fraction=1.0, version="v2"
+    )
+    assert outcome.outcome == "blocked"
+    failed = [c.name for c in outcome.checks if not c.passed]
+    assert failed == ["clear_coverage"]
+    assert outcome.files is None and outcome.kept.version == "v1"
+    assert read_product(store, PATHS)[1].version == "v1"  # type: ignore[index]
+    assert product_versions(store, PATHS) == ["v1"]
+    assert catalog_composite(store, SPEC, aoi, MONTH).outcome == "published"
+    assert _item_version(store) == "v1"
