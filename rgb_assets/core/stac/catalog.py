@@ -147,9 +147,9 @@ class StaticCatalog:
             item.set_self_href(self.store.uri(key))
             collection.add_item(item)
             item.set_self_href(self.store.uri(key))
-            for asset in item.assets.values():
-                if asset.href.startswith("/") or "://" in asset.href:
-                    asset.href = _relative(asset.href, self.store.uri(key))
+            # Keys become hrefs here, when STAC is written: relative to the item in the store
+            # (pystac keeps hrefs on another host or scheme absolute).
+            item.make_asset_hrefs_relative()
             new_hrefs.add(self.store.uri(key))
             update.item_keys.append(key)
         if items:
@@ -347,13 +347,3 @@ def composite_item(
         href = posixpath.relpath(raw_key, posixpath.dirname(item_key))
         item.add_link(pystac.Link("derived_from", href, pystac.MediaType.GEOJSON))
     return item
-
-
-def _relative(target: str, from_file: str) -> str:
-    """Relative href from a file to a target in the same store (local paths or one URL scheme)."""
-    scheme_t, _, path_t = target.rpartition("://")
-    scheme_f, _, path_f = from_file.rpartition("://")
-    if scheme_t != scheme_f:
-        return target
-    rel = posixpath.relpath(path_t, posixpath.dirname(path_f))
-    return rel if rel.startswith("..") else f"./{rel}"
