@@ -8,6 +8,7 @@ from typing import Any
 from dagster import DagsterInstance
 
 from rgb_assets.core.domain.aoi import Aoi, AoiRegistry
+from rgb_assets.core.domain.limits import Limits
 from rgb_assets.partitions import aoi_partitions
 
 
@@ -25,9 +26,11 @@ def register_aoi(
     geometry: Any,
     *,
     replace: bool = False,
+    limits: Limits | None = None,
 ) -> tuple[Aoi, AoiChange]:
-    """Validate and store the geometry, then add the dynamic partition (idempotent)."""
-    aoi, created = registry.add(name, geometry, replace=replace)
+    """Validate and store the geometry (within ``limits``), then add the dynamic partition
+    (idempotent)."""
+    aoi, created = registry.add(name, geometry, replace=replace, limits=limits)
     if not instance.has_dynamic_partition(aoi_partitions.name, aoi.name):
         instance.add_dynamic_partitions(aoi_partitions.name, [aoi.name])
     verb = "registered" if created else "already registered"

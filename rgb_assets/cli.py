@@ -7,6 +7,7 @@ the same ``DAGSTER_HOME`` the webserver and daemon use.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from rgb_assets.config import Settings
 from rgb_assets.core.domain.errors import InputError, RgbAssetsError
 
 
-def _instance():  # type: ignore[no-untyped-def]
+def _instance(settings: Settings):  # type: ignore[no-untyped-def]
     """The persistent instance; refuse an ephemeral one (partitions would silently vanish)."""
-    if not Settings.from_env().dagster_home:
+    if not settings.dagster_home:
         raise InputError(
             "DAGSTER_HOME",
             "is not set: point it at the Dagster instance folder the webserver/daemon use",
@@ -26,29 +27,81 @@ def _instance():  # type: ignore[no-untyped-def]
     return DagsterInstance.get()
 
 
-def _registry():  # type: ignore[no-untyped-def]
+def _registry(settings: Settings):  # type: ignore[no-untyped-def]
     from rgb_assets.definitions import pipeline_resources
 
-    return pipeline_resources(Settings.from_env())["storage"].aois()  # type: ignore[attr-defined]
+    return pipeline_resources(settings)["storage"].aois()  # type: ignore[attr-defined]
+
+
+def _read_geojson(path: Path) -> str:
+    """The file's text; unreadable or non-UTF-8 files are an input error naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError("geojson_file", f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(
+            "geojson_file", f"{path} is not UTF-8 text (byte {e.start}): GeoJSON must be UTF-8"
+        ) from None
+
+
+def _dry_run(settings: Settings, args: argparse.Namespace, text: str) -> int:
+    """Validate and estimate one month of the AOI (scenes from a real search); change nothing."""
+    from rgb_assets.core.domain.aoi import Aoi
+    from rgb_assets.core.domain.limits import estimate_partition, precheck_vertices
+    from rgb_assets.core.domain.months import Month
+    from rgb_assets.core.stac.source import SearchRequest
+    from rgb_assets.definitions import pipeline_resources
+    from rgb_assets.partitions import check_month_in_range, month_partitions
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError("aoi", f"is not valid JSON: {e.msg}") from None
+    precheck_vertices(obj, settings.limits)
+    aoi = Aoi.create(args.name, obj)
+    if args.month:
+        month = check_month_in_range(Month.parse(args.month, "--month"), "--month")
+    else:
+        month = Month.parse(month_partitions.get_partition_keys()[-1])
+    stac = pipeline_resources(settings)["stac"]
+    spec = stac.spec()
+    source = stac.open()
+    found = source.search(
+        SearchRequest(source.collection_id(spec), aoi, month, 80.0, spec.platforms)
+    )
+    estimate = estimate_partition(
+        aoi.geometry, spec.key, spec.resolution, len(found), settings.limits
+    )
+    print(json.dumps({"aoi": aoi.name, "month": month.key, **estimate.as_dict()}, indent=1))
+    print(f"dry run: AOI {aoi.name!r} is valid and within limits; nothing registered")
+    return 0
 
 
 def _aoi_add(args: argparse.Namespace) -> int:
     from rgb_assets.aois import register_aoi
 
-    path = Path(args.geojson_file)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise InputError("geojson_file", f"cannot read {path}: {e.strerror}") from None
-    with _instance() as instance:
-        _, change = register_aoi(_registry(), instance, args.name, text, replace=args.replace)
+    settings = Settings.from_env()
+    text = _read_geojson(Path(args.geojson_file))
+    if args.dry_run:
+        return _dry_run(settings, args, text)
+    with _instance(settings) as instance:
+        _, change = register_aoi(
+            _registry(settings),
+            instance,
+            args.name,
+            text,
+            replace=args.replace,
+            limits=settings.limits,
+        )
     print(change.message)
     return 0
 
 
 def _aoi_list(args: argparse.Namespace) -> int:
-    registry = _registry()
-    with _instance() as instance:
+    settings = Settings.from_env()
+    registry = _registry(settings)
+    with _instance(settings) as instance:
         from rgb_assets.partitions import aoi_partitions
 
         partitions = set(instance.get_dynamic_partitions(aoi_partitions.name))
@@ -62,8 +115,9 @@ def _aoi_list(args: argparse.Namespace) -> int:
 def _aoi_remove(args: argparse.Namespace) -> int:
     from rgb_assets.aois import remove_aoi
 
-    with _instance() as instance:
-        change = remove_aoi(_registry(), instance, args.name)
+    settings = Settings.from_env()
+    with _instance(settings) as instance:
+        change = remove_aoi(_registry(settings), instance, args.name)
     print(change.message)
     return 0
 
@@ -73,8 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from rgb_assets.service.app import create_app
 
-    settings = Settings.from_env()
-    uvicorn.run(create_app(settings.dagster_graphql), host=args.host, port=args.port)
+    uvicorn.run(create_app(Settings.from_env()), host=args.host, port=args.port)
     return 0
 
 
@@ -102,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="slug: lowercase letters, digits, hyphens")
     add.add_argument("geojson_file", help="GeoJSON Polygon/MultiPolygon geometry or Feature")
     add.add_argument("--replace", action="store_true", help="replace an existing geometry")
+    add.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate, check the limits and print the estimate for one month; register nothing",
+    )
+    add.add_argument("--month", help="month the dry run searches (YYYY-MM; default: the latest)")
     add.set_defaults(func=_aoi_add)
     aoi_sub.add_parser("list", help="list registered AOIs").set_defaults(func=_aoi_list)
     rm = aoi_sub.add_parser("remove", help="remove an AOI (products already made are kept)")
@@ -109,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm.set_defaults(func=_aoi_remove)
 
     serve = sub.add_parser("serve", help="run the HTTP request API (FastAPI + uvicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+    )
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(func=_serve)
 
@@ -127,11 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as e:
-        print(f"error: {e.field}: {e.problem}", file=sys.stderr)
+        print(f"error: {e.field}: {_one_line(e.problem)}", file=sys.stderr)
         return 2
     except RgbAssetsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # never a traceback: one line naming what failed
+        print(f"error: {type(e).__name__}: {_one_line(str(e))}", file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

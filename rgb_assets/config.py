@@ -10,6 +10,7 @@ configuration table is checked against it by the tests.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -18,6 +19,7 @@ from typing import Any
 
 from rgb_assets.core.domain.collection_specs import EARTH_SEARCH_URL, get_collection
 from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.domain.limits import Limits
 from rgb_assets.core.domain.months import Month
 
 #: Deployments and the STAC source each uses by default.
@@ -81,9 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         "how many months back `new_scenes_sensor` looks (the reference month included)",
     ),
-    Setting(
-        "RGB_ASSETS_SENSOR_AOIS_PER_TICK", "20", "how many AOIs one sensor tick searches"
-    ),
+    Setting("RGB_ASSETS_SENSOR_AOIS_PER_TICK", "20", "how many AOIs one sensor tick searches"),
     Setting(
         "RGB_ASSETS_SENSOR_REFERENCE_MONTH",
         None,
@@ -94,14 +94,41 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "folder `aoi_files_sensor` registers AOI files from; unset: `<storage root>/aois-inbox`",
     ),
-    Setting(
-        "RGB_ASSETS_MAX_TOI_MONTHS", "24", "longest time of interest a REST request may span"
-    ),
+    Setting("RGB_ASSETS_MAX_TOI_MONTHS", "24", "longest time of interest a REST request may span"),
     Setting(
         "RGB_ASSETS_DAGSTER_GRAPHQL",
         "http://127.0.0.1:3000/graphql",
         "the Dagster webserver `rgb-assets serve` launches runs through",
     ),
+    Setting(
+        "RGB_ASSETS_API_TOKEN",
+        None,
+        "bearer token `rgb-assets serve` requires on `/requests` (`Authorization: Bearer ...`);"
+        " unset: no authentication (the service listens on 127.0.0.1 only)",
+    ),
+    Setting(
+        "RGB_ASSETS_ALLOWED_ROOTS",
+        None,
+        "local folders (`:`-separated) asset hrefs may be read from, besides the local STAC "
+        "source's own folder; hrefs elsewhere on disk are refused",
+    ),
+    Setting(
+        "RGB_ASSETS_STAC_TIMEOUT_S",
+        "60",
+        "bound in seconds on one STAC API call, retries included: a hanging API fails within it",
+    ),
+    Setting("RGB_ASSETS_MAX_AOI_VERTICES", "10000", "most vertices an AOI may have"),
+    Setting("RGB_ASSETS_MAX_AOI_AREA_KM2", "2500", "largest AOI area (geodesic, km²)"),
+    Setting(
+        "RGB_ASSETS_MIN_AOI_AREA_M2", "100", "smallest AOI area (geodesic, m²; one 10 m pixel)"
+    ),
+    Setting(
+        "RGB_ASSETS_MAX_OUTPUT_PIXELS",
+        "50000000",
+        "most pixels of one composite (from the AOI, CRS and resolution)",
+    ),
+    Setting("RGB_ASSETS_MAX_SCENES", "200", "most scenes one AOI x month may archive"),
+    Setting("RGB_ASSETS_MAX_BODY_BYTES", "1048576", "largest REST request body (bytes); 413 above"),
     Setting(
         "DAGSTER_HOME",
         None,
@@ -120,6 +147,30 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise InputError(name, f"{value} must be at least 1")
     return value
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(name, f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(name, f"{text} must be a positive number")
+    return value
+
+
+def _allowed_roots(text: str | None) -> tuple[str, ...]:
+    """Absolute, symlink-resolved folders; each must exist (a typo would confine nothing)."""
+    roots = []
+    for part in (text or "").split(os.pathsep):
+        if not part.strip():
+            continue
+        path = Path(part.strip()).expanduser()
+        if not path.is_dir():
+            raise InputError("RGB_ASSETS_ALLOWED_ROOTS", f"{part!r} is not an existing folder")
+        roots.append(str(path.resolve()))
+    return tuple(roots)
 
 
 def _storage_root(text: str) -> str:
@@ -161,6 +212,14 @@ class Settings:
     max_toi_months: int = 24
     dagster_graphql: str = "http://127.0.0.1:3000/graphql"
     dagster_home: str | None = None
+    #: Bearer token of the REST service (None: no authentication).
+    api_token: str | None = None
+    #: Local folders (absolute, resolved) asset hrefs may be read from, besides the source's.
+    allowed_roots: tuple[str, ...] = ()
+    #: Bound on one STAC API call, retries included (seconds).
+    stac_timeout_s: float = 60.0
+    #: What one request, AOI or partition may cost.
+    limits: Limits = Limits()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -204,6 +263,18 @@ class Settings:
             dagster_graphql=env.get("RGB_ASSETS_DAGSTER_GRAPHQL")
             or "http://127.0.0.1:3000/graphql",
             dagster_home=env.get("DAGSTER_HOME") or None,
+            api_token=env.get("RGB_ASSETS_API_TOKEN") or None,
+            allowed_roots=_allowed_roots(env.get("RGB_ASSETS_ALLOWED_ROOTS")),
+            stac_timeout_s=_positive_number(env, "RGB_ASSETS_STAC_TIMEOUT_S", 60),
+            limits=Limits(
+                max_aoi_vertices=_positive_int(env, "RGB_ASSETS_MAX_AOI_VERTICES", 10_000),
+                max_aoi_area_km2=_positive_number(env, "RGB_ASSETS_MAX_AOI_AREA_KM2", 2500),
+                min_aoi_area_m2=_positive_number(env, "RGB_ASSETS_MIN_AOI_AREA_M2", 100),
+                max_output_pixels=_positive_int(env, "RGB_ASSETS_MAX_OUTPUT_PIXELS", 50_000_000),
+                max_scenes=_positive_int(env, "RGB_ASSETS_MAX_SCENES", 200),
+                max_toi_months=_positive_int(env, "RGB_ASSETS_MAX_TOI_MONTHS", 24),
+                max_body_bytes=_positive_int(env, "RGB_ASSETS_MAX_BODY_BYTES", 1_048_576),
+            ),
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -219,9 +290,16 @@ class Settings:
         storage: dict[str, Any] = {"root": self.storage_root}
         if self.s3_endpoint_url:
             storage["endpoint_url"] = self.s3_endpoint_url
+        stac = {
+            "url": self.stac_url,
+            "collection": self.collection,
+            "timeout_s": self.stac_timeout_s,
+            "allowed_roots": list(self.allowed_roots),
+        }
         return {
-            "stac": {"config": {"url": self.stac_url, "collection": self.collection}},
+            "stac": {"config": stac},
             "storage": {"config": storage},
+            "limits": {"config": vars(self.limits)},
             "catalogs": {"config": {"publish_url": self.publish_url}},
         }
 

@@ -13,7 +13,12 @@ from rgb_assets.assets import ALL_ASSETS
 from rgb_assets.config import Settings, get_settings
 from rgb_assets.executor import dask_executor
 from rgb_assets.jobs import monthly_composite_job
-from rgb_assets.resources import CatalogsResource, StacSourceResource, StorageResource
+from rgb_assets.resources import (
+    CatalogsResource,
+    LimitsResource,
+    StacSourceResource,
+    StorageResource,
+)
 from rgb_assets.schedules import monthly_schedule
 from rgb_assets.sensors import ALL_SENSORS
 
@@ -21,11 +26,17 @@ from rgb_assets.sensors import ALL_SENSORS
 def pipeline_resources(settings: Settings) -> dict[str, object]:
     """The resources of the four assets, sensors and schedule, all from one ``Settings``."""
     return {
-        "stac": StacSourceResource(url=settings.stac_url, collection=settings.collection),
+        "stac": StacSourceResource(
+            url=settings.stac_url,
+            collection=settings.collection,
+            timeout_s=settings.stac_timeout_s,
+            allowed_roots=list(settings.allowed_roots),
+        ),
         "storage": StorageResource(
             root=settings.storage_root, endpoint_url=settings.s3_endpoint_url
         ),
         "catalogs": CatalogsResource(publish_url=settings.publish_url),
+        "limits": LimitsResource.of(settings.limits),
     }
 
 

@@ -7,6 +7,7 @@ checks pass; a month with no clear observation keeps the previous product.
 
 from typing import Literal
 
+import pyproj
 import rasterio
 from dagster import (
     AssetCheckResult,
@@ -18,7 +19,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.assets.metadata import partition_of, timings
@@ -36,7 +37,10 @@ from rgb_assets.steps import CompositeOutcome, composite_month
 class CompositeConfig(Config):
     crs: str | None = Field(default=None, description="Output CRS; default: the AOI's UTM zone")
     resolution: float | None = Field(
-        default=None, description="Output pixel size in CRS units; default: native RGB resolution"
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Output pixel size in CRS units (> 0); default: native RGB resolution",
     )
     bands: list[str] = Field(default=["red", "green", "blue"])
     scl_exclude: list[int] = Field(
@@ -67,6 +71,18 @@ class CompositeConfig(Config):
         description="When the month has no clear observation, withdraw the composite published "
         "before (default: keep it; an empty month never unpublishes by itself)",
     )
+
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str | None) -> str | None:
+        """A CRS pyproj understands (checked when the run starts, before anything is read)."""
+        if value in (None, "", "utm"):
+            return value
+        try:
+            pyproj.CRS.from_user_input(value)
+        except pyproj.exceptions.CRSError as e:
+            raise ValueError(f"{value!r} is not a CRS pyproj understands: {e}") from None
+        return value
 
 
 def validate_bands(bands: list[str], spec: CollectionSpec) -> tuple[str, ...]:

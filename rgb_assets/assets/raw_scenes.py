@@ -1,15 +1,17 @@
 """raw_scenes: search the STAC source for the AOI × month and archive what composites need."""
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from rgb_assets.assets.metadata import dashboard, partition_of, timings
+from rgb_assets.core.domain.collection_specs import CollectionSpec
+from rgb_assets.core.domain.errors import InputError
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.partitions import check_month_in_range, partitions_def
-from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.resources import LimitsResource, StacSourceResource, StorageResource
 from rgb_assets.steps import archive_scenes
 
 
@@ -26,6 +28,45 @@ class RawScenesConfig(Config):
     )
 
 
+#: Platforms each collection has (the ``platform`` property of its items).
+KNOWN_PLATFORMS = {
+    "sentinel-2-l2a": ("sentinel-2a", "sentinel-2b", "sentinel-2c"),
+    "landsat-c2-l2": ("landsat-8", "landsat-9"),
+}
+
+
+def check_platforms(platforms: list[str] | None, spec: CollectionSpec) -> None:
+    """A platform filter that can match nothing is an input error, not an empty month."""
+    if platforms is None:
+        return
+    if not platforms:
+        raise InputError("platforms", "is empty: omit it to use the collection's platforms")
+    known = spec.platforms or KNOWN_PLATFORMS.get(spec.key, ())
+    unknown = [p for p in platforms if p not in known]
+    if unknown:
+        raise InputError(
+            "platforms", f"{unknown} are not platforms of {spec.key} (known: {', '.join(known)})"
+        )
+
+
+def composite_run_config(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``monthly_composite`` config, validated now, before anything is archived.
+
+    Dagster checks only types at launch; ranges, enums and the CRS are checked by the config
+    class when its step starts, which used to be after the raw scenes were archived.
+    """
+    from rgb_assets.assets.monthly_composite import CompositeConfig
+
+    ops = run_config.get("ops") or {}
+    section = (ops.get("monthly_composite") or {}).get("config") or {}
+    try:
+        return CompositeConfig(**section).model_dump()
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(x) for x in first["loc"]) or "config"
+        raise InputError(f"ops.monthly_composite.config.{field}", first["msg"]) from None
+
+
 @asset(
     partitions_def=partitions_def,
     group_name="raw",
@@ -37,13 +78,16 @@ def raw_scenes(
     config: RawScenesConfig,
     stac: StacSourceResource,
     storage: StorageResource,
+    limits: LimitsResource,
 ) -> MaterializeResult:
     t0 = time.perf_counter()
     aoi_name, month = partition_of(context)
     check_month_in_range(month)
+    spec = stac.spec()
+    check_platforms(config.platforms, spec)
+    grid = composite_run_config(dict(context.run.run_config))
     store = storage.store()
     aoi = storage.aois().get(aoi_name)
-    spec = stac.spec()
     raw = archive_scenes(
         stac.open(),
         spec,
@@ -53,6 +97,9 @@ def raw_scenes(
         max_cloud_cover=config.max_cloud_cover,
         mode=config.archive_mode,
         platforms=tuple(config.platforms) if config.platforms is not None else None,
+        read_roots=stac.read_roots(),
+        limits=limits.limits(),
+        grid=grid,
     )
     for skip in raw.skipped:
         context.log.warning(f"skipped {skip['item']}: {skip['reason']}")
@@ -75,6 +122,8 @@ def raw_scenes(
             "manifest": MetadataValue.path(store.uri(paths.manifest)),
             "archive_folder": MetadataValue.path(store.uri(paths.raw)),
             "dask_dashboard": dashboard(),
+            "estimate": MetadataValue.json(raw.stats.get("estimate") or {}),
+            "refused_count": raw.stats.get("refused", 0),
             "stats": MetadataValue.json(raw.stats),
             "items": MetadataValue.json([i.id for i in raw.items]),
         },

@@ -21,9 +21,10 @@ from dagster import (
 
 from rgb_assets.config import get_settings
 from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.domain.limits import Limits
 from rgb_assets.core.storage import layout
 from rgb_assets.partitions import aoi_partitions
-from rgb_assets.resources import StorageResource
+from rgb_assets.resources import LimitsResource, StorageResource
 
 MAX_FILES_PER_TICK = 100
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -49,8 +50,11 @@ def _move(src: Path, dest_dir: Path) -> Path:
     return dest
 
 
-def process_inbox(inbox: Path, storage: StorageResource) -> tuple[list[str], list[str]]:
-    """Register every ``*.geojson`` in ``inbox``; returns (registered names, rejection messages)."""
+def process_inbox(
+    inbox: Path, storage: StorageResource, limits: Limits | None = None
+) -> tuple[list[str], list[str]]:
+    """Register every ``*.geojson`` in ``inbox`` within ``limits``; returns (registered names,
+    rejection messages)."""
     registry = storage.aois()
     registered: list[str] = []
     rejected: list[str] = []
@@ -58,7 +62,7 @@ def process_inbox(inbox: Path, storage: StorageResource) -> tuple[list[str], lis
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise InputError("file", f"is larger than {MAX_FILE_BYTES} bytes")
-            aoi, _ = registry.add(path.stem, path.read_text(encoding="utf-8"))
+            aoi, _ = registry.add(path.stem, path.read_text(encoding="utf-8"), limits=limits)
         except (InputError, UnicodeDecodeError, OSError) as e:
             field, problem = (e.field, e.problem) if isinstance(e, InputError) else ("file", str(e))
             dest = _move(path, inbox / "rejected")
@@ -76,14 +80,16 @@ def process_inbox(inbox: Path, storage: StorageResource) -> tuple[list[str], lis
     default_status=DefaultSensorStatus.STOPPED,
     description=__doc__,
 )
-def aoi_files_sensor(context: SensorEvaluationContext, storage: StorageResource) -> SensorResult:
+def aoi_files_sensor(
+    context: SensorEvaluationContext, storage: StorageResource, limits: LimitsResource
+) -> SensorResult:
     inbox = inbox_dir(storage)
     if inbox is None:
         return SensorResult(skip_reason="storage is remote; set RGB_ASSETS_AOI_INBOX")
     if not inbox.is_dir():
         inbox.mkdir(parents=True, exist_ok=True)
         return SensorResult(skip_reason=f"inbox {inbox} created, empty")
-    registered, rejected = process_inbox(inbox, storage)
+    registered, rejected = process_inbox(inbox, storage, limits.limits())
     for msg in rejected:
         context.log.warning(f"rejected AOI file {msg}")
     missing = [

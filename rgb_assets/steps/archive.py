@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rgb_assets.core.archive.ingest import ArchiveMode
 from rgb_assets.core.archive.partition import RawScenes, archive_partition, write_manifest
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec
+from rgb_assets.core.domain.limits import Limits
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.source import StacSource
 from rgb_assets.core.storage.store import Store
@@ -21,9 +24,16 @@ def archive_scenes(
     max_cloud_cover: float | None = None,
     mode: ArchiveMode = "clip",
     platforms: tuple[str, ...] | None = None,
+    read_roots: tuple[str, ...] = (),
+    limits: Limits | None = None,
+    grid: dict[str, Any] | None = None,
 ) -> RawScenes:
     """Archive the partition's scenes (checksummed, intact ones reused) and write its manifest,
-    which the later steps read."""
+    which the later steps read.
+
+    Local hrefs are read only under ``read_roots`` (and a local source's folder); with
+    ``limits`` the pre-flight estimate (``grid``: the composite's crs/resolution/chunk) runs
+    after the search and before anything is archived."""
     raw = archive_partition(
         source,
         spec,
@@ -33,6 +43,9 @@ def archive_scenes(
         max_cloud_cover=max_cloud_cover,
         mode=mode,
         platforms=platforms,
+        read_roots=read_roots,
+        limits=limits,
+        grid=grid,
     )
     write_manifest(raw, store)
     return raw

@@ -33,6 +33,7 @@ from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping, shape
 
+from rgb_assets.core.archive.hrefs import check_raster, confine_href
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import ResolvedItem
 from rgb_assets.core.domain.errors import ChecksumError
@@ -141,6 +142,20 @@ def check_source_size(href: str, asset_key: str, declared: pystac.Asset) -> Veri
     return "size"
 
 
+def check_declared_checksum(declared: object, asset_key: str, href: str) -> None:
+    """A declared ``file:checksum`` must be a multihash: garbage is an error, not "unverifiable"
+    (only a well-formed multihash of an algorithm we cannot compute is)."""
+    name = f"asset {asset_key!r} ({href})"
+    if not isinstance(declared, str):
+        raise ChecksumError(f"{name}: file:checksum {declared!r} is not a string")
+    try:
+        checksums.parse_multihash(declared)
+    except checksums.MalformedChecksum as e:
+        raise ChecksumError(f"{name}: file:checksum {e}") from None
+    except checksums.UnsupportedChecksum:
+        pass
+
+
 def copy_whole(href: str, dest: Path, declared: pystac.Asset, asset_key: str) -> Verification:
     """Copy the whole object and verify the declared size and checksum; returns how far."""
     name = f"asset {asset_key!r} ({href})"
@@ -151,10 +166,11 @@ def copy_whole(href: str, dest: Path, declared: pystac.Asset, asset_key: str) ->
         raise ChecksumError(f"{name}: size {dest.stat().st_size} != declared file:size {size}")
     verified: Verification = "size" if size is not None else "unverifiable"
     declared_sum = declared.extra_fields.get("file:checksum")
-    if isinstance(declared_sum, str):
+    if declared_sum is not None:
+        check_declared_checksum(declared_sum, asset_key, href)
         try:
             ok = checksums.matches(dest, declared_sum)
-        except ValueError:
+        except checksums.UnsupportedChecksum:
             return verified  # an algorithm we cannot compute: recorded as not checksum-verified
         if not ok:
             raise ChecksumError(f"{name}: content does not match declared file:checksum")
@@ -266,11 +282,15 @@ def ingest_item(
     *,
     mode: ArchiveMode = "clip",
     read_item: pystac.Item | None = None,
+    read_roots: tuple[str, ...] = (),
 ) -> IngestOutcome:
     """Archive one item's red, green, blue and mask assets (plus QA_RADSAT when present).
 
     ``read_item`` is the copy to read pixels from (e.g. with signed hrefs); the archived item
-    always records the unsigned source.
+    always records the unsigned source. Hrefs are read only from remote URLs and local files
+    under ``read_roots``, and whole copies must be rasters of the media type the item claims;
+    otherwise :class:`~rgb_assets.core.archive.hrefs.RefusedAsset` is raised before anything
+    is written to the store.
     """
     paths = PartitionPaths(collection, aoi.name, month)
     folder, item_key = paths.scene_dir(r.id), paths.scene_item(r.id)
@@ -284,11 +304,15 @@ def ingest_item(
     with tempfile.TemporaryDirectory(prefix="rgb-ingest-") as tmpdir:
         staged: list[tuple[Path, str]] = []
         for role, key in r.asset_keys.items():
-            href = reader.assets[key].get_absolute_href() or reader.assets[key].href
+            raw_href = reader.assets[key].get_absolute_href() or reader.assets[key].href
+            href = confine_href(raw_href, read_roots, key)
             suffix = ".tif" if mode == "clip" else Path(href.split("?")[0]).suffix or ".bin"
             filename = f"{role}{suffix}"
             dest = Path(tmpdir) / filename
             if mode == "clip":
+                declared_sum = r.item.assets[key].extra_fields.get("file:checksum")
+                if declared_sum is not None:
+                    check_declared_checksum(declared_sum, key, href)
                 checks[key] = check_source_size(href, key, r.item.assets[key])
                 info = clip_to_cog(href, aoi.bbox, dest)
                 if info is None:
@@ -296,6 +320,7 @@ def ingest_item(
             else:
                 info = {}
                 checks[key] = copy_whole(href, dest, r.item.assets[key], key)
+                check_raster(dest, r.item.assets[key].media_type, key, raw_href)
             info["file:size"] = dest.stat().st_size
             info["file:checksum"] = checksums.multihash_sha256(dest)
             total += info["file:size"]

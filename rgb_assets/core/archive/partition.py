@@ -13,11 +13,13 @@ from typing import Any
 
 import pystac
 
+from rgb_assets.core.archive.hrefs import RefusedAsset
 from rgb_assets.core.archive.ingest import ArchiveMode, ingest_item
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec, MissingAssetError, resolve_item
+from rgb_assets.core.domain.limits import Limits, PartitionEstimate, estimate_partition
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.stac.source import SearchRequest, StacSource, sign_hrefs
+from rgb_assets.core.stac.source import LocalStacSource, SearchRequest, StacSource, sign_hrefs
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store
 
@@ -54,8 +56,22 @@ def archive_partition(
     max_cloud_cover: float | None = None,
     mode: ArchiveMode = "clip",
     platforms: tuple[str, ...] | None = None,
+    read_roots: tuple[str, ...] = (),
+    limits: Limits | None = None,
+    grid: dict[str, Any] | None = None,
 ) -> RawScenes:
+    """Search, check the partition's cost, then archive each item.
+
+    Local hrefs are read only under ``read_roots`` and, for a local static catalog, its own
+    folder; items whose assets are refused are skipped with the reason and never archived.
+    With ``limits``, the pre-flight estimate (:func:`estimate_partition`, with the composite's
+    ``grid`` run config: ``crs``, ``resolution``, ``chunk``) runs after the search and before
+    anything is archived, raising :class:`InputError` over a limit; it is kept in ``stats``.
+    """
     t0 = time.perf_counter()
+    roots = tuple(read_roots)
+    if isinstance(source, LocalStacSource):
+        roots += (source.root_dir,)
     request = SearchRequest(
         collection_id=source.collection_id(spec),
         aoi=aoi,
@@ -65,9 +81,23 @@ def archive_partition(
     )
     found = source.search(request)
     t_search = time.perf_counter() - t0
+    estimate: PartitionEstimate | None = None
+    if limits is not None:
+        grid = grid or {}
+        estimate = estimate_partition(
+            aoi.geometry,
+            spec.key,
+            spec.resolution,
+            len(found),
+            limits,
+            crs=grid.get("crs"),
+            resolution=grid.get("resolution"),
+            archive_mode=mode,
+            chunk=int(grid.get("chunk") or 2048),
+        )
     result = RawScenes(spec.key, aoi.name, month, source.url)
     paths = PartitionPaths(spec.key, aoi.name, month)
-    counts = {"archived": 0, "intact": 0, "outside": 0}
+    counts = {"archived": 0, "intact": 0, "outside": 0, "refused": 0}
     written = 0
     for item in found:
         try:
@@ -78,7 +108,21 @@ def archive_partition(
         # Signed right before reading: SAS tokens expire within the hour and a month of
         # scenes can take longer; skipped items need no token. The signed copy is only read.
         (readable,) = sign_hrefs([item], source.url)
-        outcome = ingest_item(resolved, aoi, month, store, spec.key, mode=mode, read_item=readable)
+        try:
+            outcome = ingest_item(
+                resolved,
+                aoi,
+                month,
+                store,
+                spec.key,
+                mode=mode,
+                read_item=readable,
+                read_roots=roots,
+            )
+        except RefusedAsset as e:
+            result.skipped.append({"item": item.id, "reason": f"refused: {e}"})
+            counts["refused"] += 1
+            continue
         counts[outcome.status] += 1
         written += outcome.bytes_written
         if outcome.status == "archived":
@@ -105,6 +149,7 @@ def archive_partition(
             )
             for level in ("checksum", "size", "unverifiable")
         },
+        "estimate": estimate.as_dict() if estimate is not None else None,
         "search_s": round(t_search, 3),
         "total_s": round(time.perf_counter() - t0, 3),
     }

@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from rgb_assets.core.domain.errors import InputError
+from rgb_assets.core.domain.limits import Limits, check_aoi, precheck_vertices
 from rgb_assets.core.storage import layout
 from rgb_assets.core.storage.store import Store
 
@@ -167,13 +168,26 @@ class AoiRegistry:
     def _key(self, name: str) -> str:
         return layout.aoi_key(validate_slug(name))
 
-    def add(self, name: Any, geometry: Any, *, replace: bool = False) -> tuple[Aoi, bool]:
+    def add(
+        self, name: Any, geometry: Any, *, replace: bool = False, limits: Limits | None = None
+    ) -> tuple[Aoi, bool]:
         """Register an AOI; returns ``(aoi, created)``.
 
         Registering the same name with the same geometry is a no-op (idempotent requests); a
-        different geometry under an existing name is refused unless ``replace``.
+        different geometry under an existing name is refused unless ``replace``. With
+        ``limits``, vertices are counted before the geometry is parsed and the area checked
+        before anything is stored.
         """
+        if limits is not None:
+            if isinstance(geometry, str):
+                try:
+                    geometry = json.loads(geometry)
+                except json.JSONDecodeError as e:
+                    raise InputError("aoi", f"is not valid JSON: {e.msg}") from None
+            precheck_vertices(geometry, limits)
         aoi = Aoi.create(name, geometry)
+        if limits is not None:
+            check_aoi(aoi.geometry, limits)
         key = self._key(aoi.name)
         if self.store.exists(key):
             existing = self.get(aoi.name)

@@ -8,6 +8,7 @@ through pystac-client's own ``StacApiIO`` retry support.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ class LocalStacSource:
             raise StacSourceError(self.url, f"cannot be read as STAC: {e}") from None
         if not isinstance(self._root, pystac.Catalog):
             raise StacSourceError(self.url, "is not a STAC catalog or collection")
+        #: The catalog's folder: its assets may be read (see ``core.archive.hrefs``).
+        self.root_dir = str(p.resolve().parent)
         self._items: list[pystac.Item] | None = None
 
     def collection_id(self, spec: CollectionSpec) -> str:
@@ -100,10 +103,46 @@ class LocalStacSource:
         return sorted(out, key=lambda i: (i.datetime, i.id))
 
 
+class _Deadline:
+    """When the current call (open, or one search with all its pages) must have ended."""
+
+    def __init__(self, total_s: float | None, attempt_s: float) -> None:
+        self.total_s = total_s
+        self.attempt_s = attempt_s
+        self.at: float | None = None
+
+    def start(self) -> None:
+        self.at = None if self.total_s is None else time.monotonic() + self.total_s
+
+    def remaining(self) -> float:
+        return float("inf") if self.at is None else self.at - time.monotonic()
+
+
+def _deadline_retry(deadline: _Deadline, **kwargs: Any) -> Any:
+    """A urllib3 ``Retry`` that starts no attempt which could end after the deadline, and
+    never sleeps past it (a ``Retry-After: 3600`` would otherwise stall a run for an hour)."""
+    from urllib3 import Retry
+
+    class DeadlineRetry(Retry):
+        def is_exhausted(self) -> bool:
+            return super().is_exhausted() or deadline.remaining() < deadline.attempt_s
+
+        def get_backoff_time(self) -> float:
+            return max(0.0, min(super().get_backoff_time(), deadline.remaining()))
+
+        def get_retry_after(self, response: Any) -> float | None:
+            after = super().get_retry_after(response)
+            return None if after is None else max(0.0, min(after, deadline.remaining()))
+
+    return DeadlineRetry(**kwargs)
+
+
 class ApiStacSource:
     """A STAC API searched with pystac-client (paging, CQL2 filter, retries, timeout).
 
-    ``timeout`` applies to each attempt (connect and each read); with ``max_retries`` a dead
+    ``timeout`` applies to each attempt (connect and each read). ``total_timeout`` bounds a
+    whole call (opening the API, or one search with all its pages and retries): no retry starts
+    that could end after it, so a hanging or failing server fails within it. Without it, a dead
     or stalled server fails after about ``timeout * (max_retries + 1)`` seconds plus backoff.
     """
 
@@ -116,15 +155,19 @@ class ApiStacSource:
         backoff_factor: float = 1.0,
         page_size: int = 100,
         headers: dict[str, str] | None = None,
+        total_timeout: float | None = None,
     ) -> None:
         from pystac_client import Client
         from pystac_client.stac_api_io import StacApiIO
-        from urllib3 import Retry
 
         self.url = url
         self.provider: Provider | None = provider_for_url(url)
         self.page_size = page_size
-        retry = Retry(
+        if total_timeout is not None:
+            timeout = min(timeout, total_timeout)
+        self._deadline = _Deadline(total_timeout, timeout)
+        retry = _deadline_retry(
+            self._deadline,
             total=max_retries,
             backoff_factor=backoff_factor,
             status_forcelist=[429, 500, 502, 503, 504],
@@ -132,6 +175,7 @@ class ApiStacSource:
             respect_retry_after_header=True,
         )
         io = StacApiIO(headers=headers, max_retries=retry)
+        self._deadline.start()
         try:
             # The timeout goes to Client.open: it calls stac_io.update(timeout=...), which would
             # reset a timeout given to StacApiIO to None (requests then wait forever).
@@ -161,6 +205,7 @@ class ApiStacSource:
         return args[0] if len(args) == 1 else {"op": "and", "args": args}
 
     def search(self, request: SearchRequest) -> list[pystac.Item]:
+        self._deadline.start()
         try:
             search = self._client.search(
                 collections=[request.collection_id],

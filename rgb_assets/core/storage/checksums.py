@@ -21,17 +21,33 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+class MalformedChecksum(ValueError):
+    """Not a multihash at all (not hex, truncated, digest length differs from the header)."""
+
+
+class UnsupportedChecksum(ValueError):
+    """A well-formed multihash of an algorithm we cannot compute."""
+
+
 def parse_multihash(text: str) -> tuple[str, str]:
-    """``(hashlib name, hex digest)`` of a hex multihash; ValueError when unsupported."""
+    """``(hashlib name, hex digest)`` of a hex multihash.
+
+    Raises :class:`MalformedChecksum` for garbage and :class:`UnsupportedChecksum` for a valid
+    multihash of another algorithm: only the second may count as "unverifiable".
+    """
     try:
         raw = bytes.fromhex(text)
         code, pos = _varint(raw, 0)
         length, pos = _varint(raw, pos)
-    except (ValueError, IndexError):
-        raise ValueError(f"{text!r} is not a hex multihash") from None
+    except (ValueError, IndexError, TypeError):
+        raise MalformedChecksum(f"{text!r} is not a hex multihash") from None
     digest = raw[pos:]
-    if code not in _CODES or len(digest) != length:
-        raise ValueError(f"multihash code {code:#x} (length {length}) is not supported")
+    if len(digest) != length or length == 0:
+        raise MalformedChecksum(
+            f"{text!r}: digest of {len(digest)} bytes, the multihash header says {length}"
+        )
+    if code not in _CODES:
+        raise UnsupportedChecksum(f"multihash code {code:#x} is not supported")
     return _CODES[code], digest.hex()
 
 

@@ -17,9 +17,11 @@ from urllib.request import url2pathname
 import pytest
 from fastapi.testclient import TestClient
 
+from rgb_assets.config import Settings
 from rgb_assets.core.storage.store import Store
-from rgb_assets.resources import StacSourceResource, StorageResource
-from rgb_assets.service.app import create_app, item_url, parse_toi, request_id
+from rgb_assets.resources import StorageResource
+from rgb_assets.service.app import create_app
+from rgb_assets.service.requests import item_url, parse_toi, request_id
 
 SQUARE = {
     "type": "Polygon",
@@ -35,15 +37,19 @@ GOOD: dict[str, Any] = {
 }
 
 
+def settings_for(tmp_path: Path, **changes: Any) -> Settings:
+    """A deployment on a temporary store whose Dagster webserver is down (closed port)."""
+    return Settings(
+        dagster_graphql="http://127.0.0.1:9/graphql",
+        storage_root=str(tmp_path / "store"),
+        stac_url=str(tmp_path / "unused"),
+        collection="sentinel-2-l2a",
+    ).replace(**changes)
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    app = create_app(
-        "http://127.0.0.1:9/graphql",
-        storage=StorageResource(root=str(tmp_path / "store")),
-        stac=StacSourceResource(url=str(tmp_path / "unused"), collection="sentinel-2-l2a"),
-        max_toi_months=24,
-    )
-    return TestClient(app)
+    return TestClient(create_app(settings_for(tmp_path)))
 
 
 def _post(client: TestClient, **changes: Any) -> dict[str, Any]:

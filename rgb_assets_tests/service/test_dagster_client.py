@@ -7,6 +7,7 @@ exactly which runs a request launched, then fail, cancel or delete them on the r
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -23,7 +24,8 @@ from fastapi.testclient import TestClient
 
 from rgb_assets.aois import remove_aoi
 from rgb_assets.partitions import aoi_partitions
-from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.config import Settings
+from rgb_assets.resources import StorageResource
 from rgb_assets.service.app import create_app
 
 QUEUED_INSTANCE = """telemetry:
@@ -91,15 +93,18 @@ def storage(tmp_path: Path) -> StorageResource:
     return StorageResource(root=str(tmp_path / "store"))
 
 
-@pytest.fixture
-def client(webserver: Webserver, storage: StorageResource, tmp_path: Path) -> TestClient:
-    app = create_app(
-        webserver.graphql_url,
-        storage=storage,
-        stac=StacSourceResource(url=str(tmp_path / "unused"), collection="sentinel-2-l2a"),
-        max_toi_months=24,
+def settings_for(graphql_url: str, storage: StorageResource) -> Settings:
+    return Settings(
+        dagster_graphql=graphql_url,
+        storage_root=storage.root,
+        stac_url=str(Path(storage.root).parent / "unused"),
+        collection="sentinel-2-l2a",
     )
-    return TestClient(app)
+
+
+@pytest.fixture
+def client(webserver: Webserver, storage: StorageResource) -> TestClient:
+    return TestClient(create_app(settings_for(webserver.graphql_url, storage)))
 
 
 def _runs(instance: DagsterInstance, aoi: str) -> dict[str, DagsterRunStatus]:
@@ -203,16 +208,14 @@ def test_other_request_is_not_blocked_by_a_request_in_progress(
         assert blocked.result(timeout=60).json()["request_id"] == rid
 
 
-def test_graphql_down_is_503(storage: StorageResource, tmp_path: Path) -> None:
-    app = create_app(
-        "http://127.0.0.1:9/graphql",
-        storage=storage,
-        stac=StacSourceResource(url=str(tmp_path / "unused"), collection="sentinel-2-l2a"),
-    )
+def test_graphql_down_is_503(storage: StorageResource) -> None:
+    app = create_app(settings_for("http://127.0.0.1:9/graphql", storage))
     body = {"aoi": _square(15.0), "toi": "2019-06-01/2019-06-30"}
     r = TestClient(app).post("/requests", json=body)
     assert r.status_code == 503 and "unavailable" in r.text
-    # The record is kept with no run ids, so the next POST (Dagster back) launches them.
+    # The record is kept with no run ids (never a null one), so the next POST (Dagster back)
+    # launches them.
     records = list((Path(storage.root) / "requests").glob("*.json"))
     assert len(records) == 1
-    assert '"run_id": null' in records[0].read_text()
+    record = json.loads(records[0].read_text())
+    assert record["runs"] == {} and "null" not in records[0].read_text()
