@@ -13,6 +13,7 @@ launch a partition twice. ``POST /requests?dry_run=true`` answers the pre-flight
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
@@ -220,6 +221,20 @@ def create_app(
             out.append(MonthEstimate(month=month.key, **est.as_dict()))
         return out
 
+    def adopt_lost_launch(pk: str, live_runs: Any) -> str:
+        """The run a launch without answer created, if it appears within one more timeout."""
+        deadline = time.monotonic() + graphql_timeout_s
+        while True:
+            found = live_runs()
+            if pk in found:
+                return str(found[pk])
+            if time.monotonic() >= deadline:
+                raise DagsterUnavailable(
+                    f"Dagster GraphQL at {dagster.url} did not confirm the launch of {pk}; "
+                    "retry the request (it will not launch twice once the run is visible)"
+                )
+            time.sleep(0.5)
+
     def launch_missing(record: RequestRecord, partitions: dict[str, Month]) -> dict[str, str]:
         """Partition → run id: live runs of this request adopted, the others launched once.
 
@@ -251,10 +266,7 @@ def create_app(
             try:
                 runs[pk] = dagster.launch(tags)
             except DagsterUnavailable:
-                again = live_runs()
-                if pk not in again:
-                    raise
-                runs[pk] = again[pk]
+                runs[pk] = adopt_lost_launch(pk, live_runs)
             record.runs[pk] = runs[pk]
             with requests.registry_lock():
                 requests.save(record)

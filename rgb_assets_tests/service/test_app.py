@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rgb_assets.config import Settings
+from rgb_assets.core.domain.limits import Limits
 from rgb_assets.core.storage.store import Store
 from rgb_assets.resources import StorageResource
 from rgb_assets.service.app import create_app
@@ -277,3 +278,148 @@ def test_item_url_local_is_a_file_uri(tmp_path: Path) -> None:
 def test_item_url_s3_keeps_the_bucket_url() -> None:
     store = Store("s3://bucket/prefix", anon=True)
     assert item_url(store, "derived/x/item.json") == "s3://bucket/prefix/derived/x/item.json"
+
+
+# -- strict inputs (issue 13 #6) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["band", "foo"])
+def test_unknown_field_is_422(client: TestClient, field: str) -> None:
+    r = client.post("/requests", json={**GOOD, field: ["red"]})
+    assert r.status_code == 422, r.text
+    assert ["body", field] in _locs(r.json())
+
+
+def test_duplicate_bands_are_422(client: TestClient, tmp_path: Path) -> None:
+    _assert_loc(
+        _post(client, bands=["red", "green", "blue", "red"]), "bands", text="more than once"
+    )
+    assert not (tmp_path / "store").exists()
+
+
+def test_toi_reversed_in_utc_is_422(client: TestClient) -> None:
+    # Written in order, but once converted to UTC the end (10:00Z on 30 June) precedes the
+    # start (04:00Z on 1 July).
+    detail = _post(client, toi="2019-06-30T23:00-05:00/2019-07-01T00:00+14:00")
+    _assert_loc(detail, "toi", text="before start")
+
+
+def test_toi_offsets_pick_utc_months() -> None:
+    # 23:30 at UTC-05:00 on 31 May is 04:30Z on 1 June: June only.
+    assert [m.key for m in parse_toi("2019-05-31T23:30-05:00/2019-06-10", 24)] == ["2019-06"]
+
+
+# -- costs (issue 13 #3) --------------------------------------------------------------------
+
+
+def _ring(n: int, lon: float = 22.15, lat: float = 45.2, r: float = 0.01) -> dict[str, Any]:
+    import math
+
+    pts = [
+        [lon + r * math.cos(2 * math.pi * i / n), lat + r * math.sin(2 * math.pi * i / n)]
+        for i in range(n)
+    ]
+    return {"type": "Polygon", "coordinates": [[*pts, pts[0]]]}
+
+
+def test_too_many_vertices_is_422_before_parsing(tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path).replace(limits=Limits(max_aoi_vertices=100)))
+    r = TestClient(app).post("/requests", json={**GOOD, "aoi": _ring(200)})
+    assert r.status_code == 422
+    _assert_loc(r.json(), "aoi", "coordinates", text="201 vertices")
+    assert not (tmp_path / "store").exists()
+
+
+def test_continent_size_aoi_is_422(client: TestClient, tmp_path: Path) -> None:
+    africa = {
+        "type": "Polygon",
+        "coordinates": [[[-17, -34], [51, -34], [51, 37], [-17, 37], [-17, -34]]],
+    }
+    _assert_loc(_post(client, aoi=africa), "aoi", text="km²; the limit is 2500")
+    assert not (tmp_path / "store").exists()
+
+
+def test_tiny_aoi_is_422(client: TestClient) -> None:
+    e = 1e-9
+    tiny = {
+        "type": "Polygon",
+        "coordinates": [[[22.15, 45.2], [22.15 + e, 45.2], [22.15 + e, 45.2 + e], [22.15, 45.2]]],
+    }
+    _assert_loc(_post(client, aoi=tiny), "aoi", text="less than the minimum")
+
+
+def test_body_over_the_limit_is_413_without_reading_it(tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path).replace(limits=Limits(max_body_bytes=10_000)))
+    padding = {**GOOD, "name": "x" * 20_000}
+    r = TestClient(app).post("/requests", json=padding)
+    assert r.status_code == 413, r.text
+    assert "exceeds 10000" in r.text and not (tmp_path / "store").exists()
+
+
+def test_chunked_body_without_length_is_411(client: TestClient) -> None:
+    def chunks() -> Any:
+        yield json.dumps(GOOD).encode()
+
+    r = client.post("/requests", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 411, r.text
+
+
+def test_dry_run_estimates_from_a_real_search_and_changes_nothing(
+    tmp_path: Path, sample_dir: Path
+) -> None:
+    settings = settings_for(tmp_path, stac_url=str(sample_dir / "collection.json"))
+    r = TestClient(create_app(settings)).post("/requests?dry_run=true", json=GOOD)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["dry_run"] is True and answer["months"] == ["2019-06", "2019-07", "2019-08"]
+    scenes = [e["scenes"] for e in answer["estimates"]]
+    assert all(s > 0 for s in scenes) and answer["total_scenes"] == sum(scenes)
+    first = answer["estimates"][0]
+    assert first["crs"] == "EPSG:32634" and first["resolution"] == 10.0
+    # About 940 m x 890 m at 10 m.
+    assert 80 <= first["output_shape"][0] <= 100 and 80 <= first["output_shape"][1] <= 110
+    assert first["bytes_to_archive"] == first["scenes"] * first["output_pixels"] * 8
+    assert answer["max_memory_bytes"] > 0
+    assert not (tmp_path / "store").exists()  # nothing registered or recorded
+
+
+def test_dry_run_over_the_scene_limit_is_422(tmp_path: Path, sample_dir: Path) -> None:
+    settings = settings_for(
+        tmp_path, stac_url=str(sample_dir / "collection.json"), limits=Limits(max_scenes=1)
+    )
+    r = TestClient(create_app(settings)).post("/requests?dry_run=true", json=GOOD)
+    assert r.status_code == 422, r.text
+    assert "the limit is 1" in r.text
+
+
+# -- authentication (issue 13 #7) -----------------------------------------------------------
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> TestClient:
+    return TestClient(create_app(settings_for(tmp_path, api_token="s3cret-token")))
+
+
+def test_no_token_is_401(secured: TestClient, tmp_path: Path) -> None:
+    r = secured.post("/requests", json=GOOD)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert secured.get("/requests/0123456789abcdef").status_code == 401
+    assert not (tmp_path / "store").exists()
+
+
+def test_wrong_token_is_403(secured: TestClient) -> None:
+    for header in ("Bearer s3cret-tokeX", "Bearer s3cret", "Bearer s3cret-token-and-more"):
+        r = secured.post("/requests", json=GOOD, headers={"Authorization": header})
+        assert r.status_code == 403, (header, r.text)
+
+
+def test_right_token_reaches_validation_and_dagster(secured: TestClient) -> None:
+    auth = {"Authorization": "Bearer s3cret-token"}
+    assert secured.post("/requests", json={**GOOD, "foo": 1}, headers=auth).status_code == 422
+    assert secured.post("/requests", json=GOOD, headers=auth).status_code == 503  # Dagster down
+    assert secured.get("/health").status_code == 200  # liveness needs no token
+
+
+def test_openapi_documents_the_bearer_scheme(secured: TestClient) -> None:
+    spec = secured.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

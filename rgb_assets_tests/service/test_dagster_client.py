@@ -23,10 +23,11 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from fastapi.testclient import TestClient
 
 from rgb_assets.aois import remove_aoi
-from rgb_assets.partitions import aoi_partitions
 from rgb_assets.config import Settings
+from rgb_assets.partitions import aoi_partitions
 from rgb_assets.resources import StorageResource
 from rgb_assets.service.app import create_app
+from rgb_assets_tests.servers.graphql_proxy import GraphQLProxy
 
 QUEUED_INSTANCE = """telemetry:
   enabled: false
@@ -219,3 +220,56 @@ def test_graphql_down_is_503(storage: StorageResource) -> None:
     assert len(records) == 1
     record = json.loads(records[0].read_text())
     assert record["runs"] == {} and "null" not in records[0].read_text()
+
+
+# -- idempotent launches under lost answers (issue 13 #4) ------------------------------------
+
+
+def test_launch_whose_answer_times_out_is_adopted_not_repeated(
+    webserver: Webserver, storage: StorageResource
+) -> None:
+    """The launch reaches Dagster, its answer does not arrive in time: the request finds the
+    created run by its tag instead of answering 503 (or launching it again on retry)."""
+    with GraphQLProxy(webserver.graphql_url, launch_delay_s=8) as proxy:
+        app = create_app(settings_for(proxy.url, storage), graphql_timeout_s=5)
+        body = {"aoi": _square(16.0), "toi": "2019-06-01/2019-07-31"}
+        r = TestClient(app).post("/requests", json=body)
+        assert r.status_code == 202, r.text
+        assert proxy.held == 2  # both launch answers were lost
+        runs = [x["run_id"] for x in r.json()["runs"]]
+        assert all(runs) and len(set(runs)) == 2
+        assert set(_runs(webserver.instance, r.json()["aoi"])) == set(runs)
+        again = TestClient(app).post("/requests", json=body)
+        assert [x["run_id"] for x in again.json()["runs"]] == runs
+        assert proxy.launches == 2 and len(_runs(webserver.instance, r.json()["aoi"])) == 2
+
+
+def test_fifty_concurrent_posts_launch_each_partition_once(
+    webserver: Webserver, storage: StorageResource
+) -> None:
+    """50 POSTs at once (5 requests x 10 copies, 2 months each), every third launch answer
+    lost past the client's timeout: each partition is launched exactly once, every answer
+    is 202 with the same non-null run ids per request, and a round of retries adds nothing."""
+    with GraphQLProxy(webserver.graphql_url, launch_delay_s=8, hold_every=3) as proxy:
+        app = create_app(settings_for(proxy.url, storage), graphql_timeout_s=5)
+        client = TestClient(app)
+        bodies = [{"aoi": _square(20.0 + i % 5), "toi": "2019-06-01/2019-07-31"} for i in range(50)]
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(lambda b: client.post("/requests", json=b), bodies))
+        assert [a.status_code for a in answers] == [202] * 50, [
+            a.text for a in answers if a.status_code != 202
+        ]
+        by_request: dict[str, set[tuple[str, ...]]] = {}
+        for a in answers:
+            ids = tuple(x["run_id"] for x in a.json()["runs"])
+            assert all(ids) and len(ids) == 2
+            by_request.setdefault(a.json()["request_id"], set()).add(ids)
+        assert len(by_request) == 5 and all(len(v) == 1 for v in by_request.values())
+        assert proxy.launches == 10 and proxy.held >= 3
+        aois = {a.json()["aoi"] for a in answers}
+        assert sum(len(_runs(webserver.instance, aoi)) for aoi in aois) == 10
+        with ThreadPoolExecutor(10) as pool:
+            retries = list(pool.map(lambda b: client.post("/requests", json=b), bodies[:10]))
+        assert all(a.status_code == 202 for a in retries)
+        assert proxy.launches == 10
+        assert sum(len(_runs(webserver.instance, aoi)) for aoi in aois) == 10
