@@ -147,3 +147,102 @@ def test_unreadable_file_and_missing_dagster_home(
     assert cli.main(["aoi", "add", "x", _geojson(tmp_path, SQUARE)]) == 2
     assert capsys.readouterr().err.startswith("error: DAGSTER_HOME: is not set")
     assert deployment.stored() == []
+
+
+# -- issue 13: one-line errors naming the field, limits, dry run -------------------------------
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_non_utf8_file_is_one_line(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.geojson"
+    path.write_bytes(json.dumps(SQUARE).encode() + b"\xe9\xff")
+    assert cli.main(["aoi", "add", "latin", str(path)]) == 2
+    assert "geojson_file:" in _one_line_error(capsys) and deployment.stored() == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "text"),
+    [
+        ("RGB_ASSETS_DEPLOYMENT", "prod", "RGB_ASSETS_DEPLOYMENT: 'prod' is not one of"),
+        ("RGB_ASSETS_STORAGE_ROOT", "ftp://host/store", "RGB_ASSETS_STORAGE_ROOT:"),
+        ("RGB_ASSETS_COLLECTION", "modis", "RGB_ASSETS_COLLECTION:"),
+        ("RGB_ASSETS_MAX_AOI_VERTICES", "many", "RGB_ASSETS_MAX_AOI_VERTICES:"),
+        ("RGB_ASSETS_ALLOWED_ROOTS", "/no/such/folder", "RGB_ASSETS_ALLOWED_ROOTS:"),
+        ("RGB_ASSETS_STAC_TIMEOUT_S", "-5", "RGB_ASSETS_STAC_TIMEOUT_S:"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_the_variable(
+    deployment: Deployment,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    text: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    for argv in (["aoi", "add", "x", _geojson(tmp_path, SQUARE)], ["aoi", "list"]):
+        assert cli.main(argv) == 2
+        assert text in _one_line_error(capsys)
+    assert deployment.stored() == [] and deployment.partitions() == []
+
+
+def _circle(n: int, r: float) -> dict[str, object]:
+    import math
+
+    pts = [
+        [22.15 + r * math.cos(2 * math.pi * i / n), 45.2 + r * math.sin(2 * math.pi * i / n)]
+        for i in range(n)
+    ]
+    return {"type": "Polygon", "coordinates": [[*pts, pts[0]]]}
+
+
+@pytest.mark.parametrize(
+    ("geometry", "env", "field", "text"),
+    [
+        (_circle(400, 0.01), {"RGB_ASSETS_MAX_AOI_VERTICES": "300"}, "aoi.coordinates", "401"),
+        (_circle(64, 3.0), {}, "aoi", "the limit is 2500 km²"),
+        (_circle(8, 1e-7), {}, "aoi", "less than the minimum"),
+    ],
+)
+def test_aoi_over_a_limit_is_refused_before_anything_is_stored(
+    deployment: Deployment,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    geometry: dict[str, object],
+    env: dict[str, str],
+    field: str,
+    text: str,
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["aoi", "add", "big", _geojson(tmp_path, geometry)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"error: {field}: ") and text in err, err
+    assert deployment.stored() == [] and deployment.partitions() == []
+
+
+def test_dry_run_estimates_and_registers_nothing(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_dir: Path
+) -> None:
+    path = _geojson(tmp_path, SQUARE)
+    assert cli.main(["aoi", "add", "dry", path, "--dry-run", "--month", "2019-07"]) == 0
+    out = capsys.readouterr().out
+    estimate = json.loads(out[: out.rindex("}") + 1])
+    assert estimate["aoi"] == "dry" and estimate["month"] == "2019-07"
+    assert estimate["scenes"] == 5 and estimate["crs"] == "EPSG:32634"
+    assert estimate["output_pixels"] == estimate["output_shape"][0] * estimate["output_shape"][1]
+    assert estimate["bytes_to_archive"] > 0 and estimate["memory_bytes"] > 0
+    assert "nothing registered" in out
+    assert deployment.stored() == [] and deployment.partitions() == []
+    # The dry run applies the same limits as a registration.
+    assert cli.main(["aoi", "add", "dry", _geojson(tmp_path, _circle(64, 3.0)), "--dry-run"]) == 2
+    assert "the limit is 2500 km²" in _one_line_error(capsys)

@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from rgb_assets.partitions import aoi_partitions
-from rgb_assets.resources import StorageResource
+from rgb_assets.resources import LimitsResource, StorageResource
 from rgb_assets.sensors.aoi_files import aoi_files_sensor, process_inbox
 
 SQUARE = {
@@ -35,7 +35,9 @@ def _inbox(storage: StorageResource) -> Path:
 
 
 def _evaluate(instance: DagsterInstance, storage: StorageResource) -> SensorResult:
-    context = build_sensor_context(instance=instance, resources={"storage": storage})
+    context = build_sensor_context(
+        instance=instance, resources={"storage": storage, "limits": LimitsResource()}
+    )
     result = aoi_files_sensor(context)
     assert isinstance(result, SensorResult)
     return result

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
-import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,45 @@ def gdal_s3_options(endpoint_url: str | None) -> dict[str, str]:
         "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
         "AWS_VIRTUAL_HOSTING": "FALSE",  # path-style addressing, as S3-compatible servers expect
     }
+
+
+#: Temporary siblings (``.tmp-*``, ``<name>.tmp-*``) and replaced folders (``<name>.old-*``)
+#: older than this are removed whatever their owner: no write takes that long.
+STALE_AFTER_S = 6 * 3600
+_TEMP_RE = re.compile(r"(?:^|\.)(?:tmp|old)-(?:(?P<pid>\d+)-)?[0-9a-f]+$")
+
+
+def _temp_suffix(kind: str) -> str:
+    """``tmp-<pid>-<uuid>``: the pid lets a later run tell a dead writer's leftovers from a
+    live concurrent writer's staging."""
+    return f"{kind}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _create_file(path: str) -> int:
+    """An exclusive new file created with mode 0666 minus the process umask (0644 by default);
+    ``mkstemp`` would make it 0600, unreadable by web servers and other users."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+def _copy_tree(src: str | Path, dest: str) -> None:
+    """Copy a folder tree with umask permissions (``copytree`` would copy the staging folder's
+    0700 mode from ``mkdtemp``)."""
+    src = str(src)
+    for folder, _, files in os.walk(src):
+        target = os.path.join(dest, os.path.relpath(folder, src))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            shutil.copyfile(os.path.join(folder, name), os.path.join(target, name))
 
 
 def _check_key(key: str) -> str:
@@ -104,12 +144,56 @@ class Store:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
 
+    # -- cleaning up after killed writers -----------------------------------------------------
+    def clean_stale(self, key: str) -> list[str]:
+        """Remove temporary and replaced siblings under folder ``key`` that no live process owns.
+
+        A writer killed mid-write (kill -9, ENOSPC) leaves ``.tmp-*`` files, ``<name>.tmp-*``
+        staging and ``<name>.old-*`` folders; the next write into the same folder removes
+        those of dead processes on this host, and any older than :data:`STALE_AFTER_S`.
+        Returns the names removed. Object stores publish whole objects and leave none.
+        """
+        if not self.is_local:
+            return []
+        folder = Path(self._path(key)) if key else Path(self._base)
+        removed: list[str] = []
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        now = time.time()
+        for entry in entries:
+            m = _TEMP_RE.search(entry.name)
+            if not m:
+                continue
+            pid = m.group("pid")
+            try:
+                age = now - entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            # Old-style names (no pid) have no owner to ask: by age only.
+            owned = pid is not None and age <= STALE_AFTER_S and _pid_alive(int(pid))
+            if owned or (pid is None and age <= 600):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(entry.name)
+        return removed
+
+    def _parent_key(self, key: str) -> str:
+        return _check_key(key).rpartition("/")[0]
+
     # -- writing (atomic) --------------------------------------------------------------------
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
+            self.clean_stale(self._parent_key(key))
+            tmp = str(Path(path).parent / f".{_temp_suffix('tmp')}")
+            fd = _create_file(tmp)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -129,9 +213,15 @@ class Store:
         path = self._path(key)
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, path)
+            self.clean_stale(self._parent_key(key))
+            tmp = f"{path}.{_temp_suffix('tmp')}"
+            try:
+                shutil.copyfile(local, tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
         else:
             self.fs.put_file(str(local), path)
 
@@ -144,11 +234,16 @@ class Store:
         path = self._path(key)
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            staged = f"{path}.tmp-{uuid.uuid4().hex}"
-            shutil.copytree(local, staged)
+            self.clean_stale(self._parent_key(key))
+            staged = f"{path}.{_temp_suffix('tmp')}"
+            try:
+                _copy_tree(local, staged)
+            except BaseException:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
             old = None
             if os.path.exists(path):
-                old = f"{path}.old-{uuid.uuid4().hex}"
+                old = f"{path}.{_temp_suffix('old')}"
                 os.replace(path, old)
             os.replace(staged, path)
             if old:
@@ -216,10 +311,15 @@ class FsspecStacIO(DefaultStacIO):
             return
         path = Path(href.removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(txt)
-        os.replace(tmp, path)
+        tmp = str(path.parent / f".{_temp_suffix('tmp')}")
+        try:
+            with os.fdopen(_create_file(tmp), "w", encoding="utf-8") as f:
+                f.write(txt)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def stac_io(store: Store | None = None) -> pystac.StacIO:

@@ -63,7 +63,11 @@ def _sample_item(sample_dir: Path, tmp_path: Path, **edits: dict[str, object]) -
 
 
 def _ingest(item: pystac.Item, store: Store, mode: str = "clip"):
-    return ingest_item(resolve_item(item, SENTINEL2_L2A), AOI, MONTH, store, "s2", mode=mode)
+    # The source catalog's folder is the one local root its assets may be read from.
+    root = str(Path(item.get_self_href()).parents[1])
+    return ingest_item(
+        resolve_item(item, SENTINEL2_L2A), AOI, MONTH, store, "s2", mode=mode, read_roots=(root,)
+    )
 
 
 def _files(root: Path) -> list[Path]:
@@ -195,3 +199,22 @@ def test_reingest_of_intact_archive_is_skipped_and_damage_is_repaired(sample_dir
     repaired = _ingest(item, store)
     assert repaired.status == "archived"
     assert red.read_bytes() != b"" and cog_validate(str(red), quiet=True)[0]
+
+
+@pytest.mark.parametrize("mode", ["full", "clip"])
+@pytest.mark.parametrize("garbage", ["not-a-multihash", "1220abcd", "", "12"])
+def test_garbage_checksum_is_an_error_not_unverifiable(sample_dir, tmp_path, mode, garbage):
+    """Issue 13 #6: a garbage file:checksum used to count as "unverifiable"."""
+    item = _sample_item(sample_dir, tmp_path, green={"file:checksum": garbage})
+    root = tmp_path / "store"
+    with pytest.raises(ChecksumError, match=r"asset 'green'.*file:checksum"):
+        _ingest(item, Store(root), mode=mode)
+    assert _files(root) == []
+
+
+def test_checksum_of_an_unknown_algorithm_is_unverifiable_not_an_error(sample_dir, tmp_path):
+    # A well-formed multihash (code 0x1e, blake3) that we cannot compute.
+    item = _sample_item(sample_dir, tmp_path, green={"file:checksum": "1e20" + "ab" * 32})
+    outcome = _ingest(item, Store(tmp_path / "store"), mode="full")
+    assert outcome.source_verification["green"] == "size"  # the declared size still matched
+    assert outcome.source_verification["red"] == "checksum"

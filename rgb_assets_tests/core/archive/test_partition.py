@@ -53,7 +53,8 @@ def test_item_without_mask_asset_is_skipped_and_the_rest_archived(sample_dir, ao
     assert set(saved["assets"]) >= {"red", "green", "blue"} and "scl" not in saved["assets"]
     spec = get_collection("sentinel-2-l2a")
     store = Store(str(tmp_path / "store"))
-    raw = archive_partition(source, spec, aoi, MONTH, store)
+    # The copied catalog's hrefs point at the sample's COGs: that folder must be allowed.
+    raw = archive_partition(source, spec, aoi, MONTH, store, read_roots=(str(sample_dir),))
 
     assert raw.stats["found"] == 5
     assert raw.stats["archived"] == 4 and raw.stats["skipped"] == 1
@@ -75,7 +76,10 @@ def test_source_verification_is_reported_and_kept(sample_dir, aoi, tmp_path):
     path, _ = _copy_catalog(sample_dir, tmp_path / "source", drop_mask_of=None)
     spec = get_collection("sentinel-2-l2a")
     store = Store(str(tmp_path / "store"))
-    raw = archive_partition(LocalStacSource(path), spec, aoi, MONTH, store, mode="full")
+    roots = (str(sample_dir),)
+    raw = archive_partition(
+        LocalStacSource(path), spec, aoi, MONTH, store, mode="full", read_roots=roots
+    )
 
     assert raw.stats["archived"] == 5
     # Every sample asset declares file:checksum and file:size: all four are verified per item.
@@ -89,6 +93,84 @@ def test_source_verification_is_reported_and_kept(sample_dir, aoi, tmp_path):
     )
 
     # Clipped windows are new bytes: no checksum to compare, but the declared size is checked.
-    clip = archive_partition(LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "c")))
+    clip = archive_partition(
+        LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "c")), read_roots=roots
+    )
     assert clip.source_verification == {i.id: dict.fromkeys(bands, "size") for i in clip.items}
     assert clip.stats["source_verified"] == {"checksum": 0, "size": 20, "unverifiable": 0}
+
+
+HOSTILE = ("file:///etc/passwd", "/etc/passwd", "../../../../../../../../etc/passwd")
+
+
+@pytest.mark.parametrize("mode", ["full", "clip"])
+def test_items_reading_outside_the_allowed_roots_are_refused_and_never_archived(
+    sample_dir, aoi, tmp_path, mode
+):
+    """Issue 13 #1: an item whose asset href is /etc/passwd (absolute, file://, or ``..``) was
+    copied into the store as red.bin in full mode and opened by GDAL in clip mode."""
+    dest = tmp_path / "source"
+    _copy_catalog(sample_dir, dest, drop_mask_of=None)
+    month_items = sorted(
+        (p for p in dest.glob("*/*.json")), key=lambda p: json.loads(p.read_text())["id"]
+    )
+    victims = []
+    for path in month_items:
+        d = json.loads(path.read_text())
+        if not d["properties"]["datetime"].startswith("2019-07") or len(victims) == 3:
+            continue
+        d["assets"]["red"]["href"] = HOSTILE[len(victims)]
+        path.write_text(json.dumps(d))
+        victims.append(d["id"])
+    store_root = tmp_path / "store"
+    raw = archive_partition(
+        LocalStacSource(dest / "collection.json"),
+        get_collection("sentinel-2-l2a"),
+        aoi,
+        MONTH,
+        Store(str(store_root)),
+        mode=mode,
+        read_roots=(str(sample_dir),),
+    )
+    assert raw.stats["refused"] == 3 and raw.stats["archived"] == 2
+    refused = {s["item"]: s["reason"] for s in raw.skipped}
+    assert set(refused) == set(victims)
+    for reason in refused.values():
+        assert reason.startswith("refused: asset 'red'") and "etc/passwd" in reason, reason
+    assert not {i.id for i in raw.items} & set(victims)
+    passwd = Path("/etc/passwd").read_bytes()
+    for f in store_root.rglob("*"):
+        assert not any(v in str(f) for v in victims), f
+        if f.is_file():
+            assert passwd not in f.read_bytes(), f
+
+
+def test_whole_copy_that_is_not_the_claimed_raster_is_refused(sample_dir, aoi, tmp_path):
+    """Full mode checks the copied bytes are the raster format the item claims."""
+    dest = tmp_path / "source"
+    _copy_catalog(sample_dir, dest, drop_mask_of=None)
+    path = next(
+        p
+        for p in sorted(dest.glob("*/*.json"))
+        if json.loads(p.read_text())["properties"]["datetime"].startswith("2019-07")
+    )
+    d = json.loads(path.read_text())
+    fake = path.parent / "red.tif"
+    fake.write_text("name,value\nnot,a raster\n")
+    d["assets"]["red"]["href"] = str(fake)
+    for k in ("file:checksum", "file:size"):
+        d["assets"]["red"].pop(k, None)
+    path.write_text(json.dumps(d))
+    raw = archive_partition(
+        LocalStacSource(dest / "collection.json"),
+        get_collection("sentinel-2-l2a"),
+        aoi,
+        MONTH,
+        Store(str(tmp_path / "store")),
+        mode="full",
+        read_roots=(str(sample_dir),),
+    )
+    (skip,) = [s for s in raw.skipped if s["item"] == d["id"]]
+    assert "not a raster" in skip["reason"]
+    assert raw.stats["archived"] == 4
+    assert not list((tmp_path / "store").rglob(f"*{d['id']}*"))

@@ -96,7 +96,8 @@ def test_composite_through_api_equals_local(api, sample_dir, aoi):
     out = {}
     for name, source in (("api", api), ("local", LocalStacSource(sample_dir / "collection.json"))):
         store = Store(tempfile.mkdtemp(prefix=f"rgb-{name}-"))
-        raw = archive_partition(source, spec, aoi, month, store)
+        # The API serves the sample's local file hrefs: that folder is an allowed root.
+        raw = archive_partition(source, spec, aoi, month, store, read_roots=(str(sample_dir),))
         assert raw.stats["archived"] == 5
         result = compute_composite(raw, spec, aoi, options, Path(tempfile.mkdtemp()))
         out[name] = xr.open_zarr(result.zarr_path, consolidated=True).load()
@@ -152,6 +153,7 @@ def test_materialized_partition_through_api_equals_local_catalog(
         root = tmp_path / source
         # Read by the definitions that the executor's Dask workers import for each step.
         monkeypatch.setenv("RGB_ASSETS_STAC_URL", url)
+        monkeypatch.setenv("RGB_ASSETS_ALLOWED_ROOTS", str(sample_dir))
         monkeypatch.setenv("RGB_ASSETS_STORAGE_ROOT", str(root))
         storage = StorageResource(root=str(root))
         tags = {
