@@ -21,10 +21,12 @@ sample-data: data/sample/collection.json
 
 demo: sample-data
 	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
 	RGB_ASSETS_DEPLOYMENT=demo $(PY) -m rgb_assets.tools.demo
 
 dev: sample-data
 	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
 	RGB_ASSETS_DEPLOYMENT=demo $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The test suite starts real servers: PostgreSQL + PostGIS (pgstac) and Chromium (UI test).

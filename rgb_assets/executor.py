@@ -33,6 +33,10 @@ def local_cluster_kwargs(user: dict[str, Any] | None) -> dict[str, Any]:
     config = dict(user or {})
     config.setdefault("n_workers", CPU_COUNT)
     config.setdefault("threads_per_worker", 1)
+    # Scheduler, workers and dashboard listen on this machine only unless configured otherwise
+    # (the dashboard defaulted to ":8787", every interface).
+    config.setdefault("host", "127.0.0.1")
+    config.setdefault("dashboard_address", "127.0.0.1:0")
     return config
 
 

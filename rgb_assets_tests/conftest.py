@@ -24,7 +24,8 @@ os.environ["RGB_ASSETS_STAC_URL"] = str(SAMPLE / "collection.json")
 os.environ["RGB_ASSETS_STORAGE_ROOT"] = str(_SESSION_DIR / "store")
 os.environ["DAGSTER_HOME"] = str(_SESSION_DIR / "dagster_home")
 (_SESSION_DIR / "dagster_home").mkdir(parents=True, exist_ok=True)
-(_SESSION_DIR / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+# The instance settings `make dev` uses (run monitoring marks runs of killed processes failed).
+(_SESSION_DIR / "dagster_home" / "dagster.yaml").write_text((REPO / "dagster.dev.yaml").read_text())
 
 
 @pytest.fixture(scope="session")

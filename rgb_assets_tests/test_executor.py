@@ -73,11 +73,34 @@ def _port_open(address: str) -> bool:
 def test_user_cluster_settings_are_kept_and_defaults_fill_the_rest():
     from dask.system import CPU_COUNT
 
+    local = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
     assert local_cluster_kwargs({"threads_per_worker": 4, "n_workers": 2}) == {
         "threads_per_worker": 4,
         "n_workers": 2,
+        **local,
     }
-    assert local_cluster_kwargs({}) == {"n_workers": CPU_COUNT, "threads_per_worker": 1}
+    assert local_cluster_kwargs({}) == {"n_workers": CPU_COUNT, "threads_per_worker": 1, **local}
+    # Listening on every interface stays possible, when asked for.
+    assert local_cluster_kwargs({"dashboard_address": ":8787"})["dashboard_address"] == ":8787"
+
+
+def test_local_cluster_listens_on_loopback_only():
+    """Issue 13 #8: the per-run Dask dashboard bound 0.0.0.0."""
+    from distributed import LocalCluster
+
+    with LocalCluster(**local_cluster_kwargs({"n_workers": 1})) as cluster:
+        assert urlparse(cluster.dashboard_link).hostname == "127.0.0.1"
+        assert urlparse(cluster.scheduler_address).hostname == "127.0.0.1"
+        workers = list(cluster.scheduler_info["workers"])
+        assert workers and all(urlparse(w).hostname == "127.0.0.1" for w in workers)
+        me = psutil.Process()
+        listening = {
+            c.laddr.ip
+            for p in (me, *me.children(recursive=True))
+            for c in p.net_connections("inet")
+            if c.status == "LISTEN"
+        }
+        assert listening and listening <= {"127.0.0.1"}, listening
 
 
 def test_local_cluster_shuts_down_at_the_end_of_the_run():

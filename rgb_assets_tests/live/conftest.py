@@ -105,7 +105,7 @@ def dagster_dev(
         pytest.fail(f"sample catalog missing at {SAMPLE_COLLECTION}: run `make sample-data`")
     home = base / "dagster_home"
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n" + instance_yaml)
+    (home / "dagster.yaml").write_text((REPO / "dagster.dev.yaml").read_text() + instance_yaml)
     storage_root = base / "store"
     port = free_port()
     env = {

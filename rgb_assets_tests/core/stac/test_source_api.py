@@ -218,3 +218,39 @@ def test_search_survives_a_dropped_connection_through_retry(api, own_pgstac, aoi
         got = [i.id for i in source.search(req)]
     assert got == direct and len(direct) > 2
     assert proxy.dropped == 1 and proxy.searches == proxy.dropped + 3  # three pages answered
+
+
+@pytest.mark.parametrize("fault", ["hang", "down"])
+def test_failing_api_fails_within_the_configured_total_bound(own_pgstac, aoi, fault):
+    """Issue 13 #7: a hanging API used to fail after 6.5 min (60 s per try x 6 tries + backoff).
+    With ``RGB_ASSETS_STAC_TIMEOUT_S`` (here 6 s) the whole search, retries and backoff
+    included, fails within that bound; a 503 answering API with ``Retry-After`` the same."""
+    import time
+
+    from rgb_assets.config import Settings
+    from rgb_assets.definitions import pipeline_resources
+
+    req = SearchRequest("sentinel-2-l2a", aoi, Month(2019, 8))
+    with StacApiProxy(own_pgstac.url) as proxy:
+        env = {"RGB_ASSETS_STAC_URL": proxy.url, "RGB_ASSETS_STAC_TIMEOUT_S": "6"}
+        stac = pipeline_resources(Settings.from_env(env))["stac"]
+        source = stac.open()  # the API answers while being opened
+        opened = proxy.requests
+        if fault == "hang":
+            proxy.search_delay_s = 60
+        else:
+            proxy.down = True
+        t0 = time.monotonic()
+        with pytest.raises(StacSourceError, match="search failed"):
+            source.search(req)
+        elapsed = time.monotonic() - t0
+    assert elapsed <= 6 + 1, elapsed
+    assert proxy.requests > opened  # the API was asked (and retried) within the bound
+
+
+def test_default_total_bound_is_at_most_60_s():
+    from rgb_assets.config import Settings
+    from rgb_assets.definitions import pipeline_resources
+
+    stac = pipeline_resources(Settings.from_env({}))["stac"]
+    assert stac.timeout_s <= 60
