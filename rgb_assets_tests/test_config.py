@@ -79,8 +79,40 @@ def test_resource_run_config_carries_store_source_and_publishing():
         "root": "s3://bucket/p",
         "endpoint_url": "http://127.0.0.1:9000",
     }
-    assert cfg["stac"]["config"] == {"url": "http://127.0.0.1:8081", "collection": "landsat-c2-l2"}
+    assert cfg["stac"]["config"] == {
+        "url": "http://127.0.0.1:8081",
+        "collection": "landsat-c2-l2",
+        "timeout_s": 60.0,
+        "allowed_roots": [],
+    }
     assert cfg["catalogs"]["config"] == {"publish_url": "http://127.0.0.1:8082"}
+    assert cfg["limits"]["config"]["max_aoi_vertices"] == 10_000
+
+
+def test_limits_and_allowed_roots_are_read_and_validated(tmp_path):
+    """Issue 13 settings: limits, allowed roots, the STAC bound and the API token."""
+    s = Settings.from_env(
+        {
+            "RGB_ASSETS_MAX_SCENES": "7",
+            "RGB_ASSETS_MAX_AOI_AREA_KM2": "12.5",
+            "RGB_ASSETS_ALLOWED_ROOTS": f"{tmp_path}:{tmp_path}/../{tmp_path.name}",
+            "RGB_ASSETS_STAC_TIMEOUT_S": "20",
+            "RGB_ASSETS_API_TOKEN": "t",
+        }
+    )
+    assert s.limits.max_scenes == 7 and s.limits.max_aoi_area_km2 == 12.5
+    assert s.allowed_roots == (str(tmp_path.resolve()),) * 2
+    assert s.stac_timeout_s == 20 and s.api_token == "t"
+    for variable, value in (
+        ("RGB_ASSETS_MAX_SCENES", "0"),
+        ("RGB_ASSETS_MAX_AOI_AREA_KM2", "nan"),
+        ("RGB_ASSETS_MAX_BODY_BYTES", "1e6"),
+        ("RGB_ASSETS_ALLOWED_ROOTS", str(tmp_path / "missing")),
+        ("RGB_ASSETS_STAC_TIMEOUT_S", "0"),
+    ):
+        with pytest.raises(InputError) as e:
+            Settings.from_env({variable: value})
+        assert e.value.field == variable
 
 
 def test_user_run_config_wins_over_settings():
