@@ -16,13 +16,13 @@ import pystac
 import pytest
 import rasterio
 import rioxarray  # noqa: F401
+import shapely
 import xarray as xr
 from dagster import AssetKey, DagsterInstance, execute_job, reconstructable
 from pyproj import Transformer
 from rasterio.features import geometry_mask
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import mapping, shape
-from shapely.ops import transform as shp_transform
 from stac_pydantic import Item as PydanticItem
 
 from rgb_assets.aois import register_aoi
@@ -139,7 +139,9 @@ def _expected(sample_dir: Path, feature: dict, out_transform, out_shape):
         valid &= arr[b] != 0
     # AOI polygon rasterised on the sample grid (pixel centres), independently of odc-geo.
     to_3035 = Transformer.from_crs("EPSG:4326", "EPSG:3035", always_xy=True).transform
-    poly = shp_transform(to_3035, shape(feature["geometry"]))
+    poly = shapely.transform(
+        shape(feature["geometry"]), lambda xy: np.column_stack(to_3035(xy[:, 0], xy[:, 1]))
+    )
     inside = geometry_mask([mapping(poly)], arr["scl"].shape[1:], src_transform, invert=True)
     valid &= inside[None]
     col0 = round((out_transform.c - src_transform.c) / 10)

@@ -250,8 +250,10 @@ def test_fifty_concurrent_posts_launch_each_partition_once(
     """50 POSTs at once (5 requests x 10 copies, 2 months each), every third launch answer
     lost past the client's timeout: each partition is launched exactly once, every answer
     is 202 with the same non-null run ids per request, and a round of retries adds nothing."""
-    with GraphQLProxy(webserver.graphql_url, launch_delay_s=8, hold_every=3) as proxy:
-        app = create_app(settings_for(proxy.url, storage), graphql_timeout_s=5)
+    # Generous timeouts: 50 threads share this process with the webserver; only the held
+    # launch answers should time out, not a slow addDynamicPartition on a loaded machine.
+    with GraphQLProxy(webserver.graphql_url, launch_delay_s=25, hold_every=3) as proxy:
+        app = create_app(settings_for(proxy.url, storage), graphql_timeout_s=20)
         client = TestClient(app)
         bodies = [{"aoi": _square(20.0 + i % 5), "toi": "2019-06-01/2019-07-31"} for i in range(50)]
         with ThreadPoolExecutor(50) as pool:

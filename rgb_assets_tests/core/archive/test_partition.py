@@ -63,7 +63,7 @@ def test_item_without_mask_asset_is_skipped_and_the_rest_archived(sample_dir, ao
     assert skip["item"] == victim
     assert "mask" in skip["reason"] and "scl" in skip["reason"], skip["reason"]
     for item in raw.items:
-        assert set(item.assets) == {"red", "green", "blue", "scl"}
+        assert set(item.assets) == {"red", "green", "blue", "mask"}  # keyed by role
         assert all(Path(a.href.removeprefix("file://")).exists() for a in item.assets.values())
 
     # The skip survives the manifest that the next step (another process) reads.
