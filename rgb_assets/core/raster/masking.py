@@ -34,9 +34,9 @@ DEFAULT_SCL_EXCLUDE: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 # The SCL classes that are clouds or their shadows: the only ones opened and dilated. No data
 # (0), defective (1) and snow (11) stay masked exactly where they are.
 DEFAULT_SCL_CLOUD: tuple[int, ...] = (3, 8, 9, 10)
-# Defaults chosen from the demo sample (README, "Cloud-free by default"; benchmarks/residue_sweep.py).
+# Defaults measured on the demo sample: README "Cloud-free by default", residue_sweep.py.
 DEFAULT_OPENING = 1
-DEFAULT_DILATION = 3
+DEFAULT_DILATION = 2
 
 # Landsat C2 L2 QA_PIXEL single-bit flags.
 QA_PIXEL_BITS: dict[str, int] = {

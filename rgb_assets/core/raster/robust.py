@@ -45,7 +45,7 @@ class HazeRule:
 
     index: HazeIndex = "hot"
     reference: Reference = "median"
-    margin: float = 0.02
+    margin: float = 0.015
     min_obs: int = 3
     few: FewPolicy = "least_hazy"
 
