@@ -92,3 +92,28 @@ def test_source_verification_is_reported_and_kept(sample_dir, aoi, tmp_path):
     clip = archive_partition(LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "c")))
     assert clip.source_verification == {i.id: dict.fromkeys(bands, "size") for i in clip.items}
     assert clip.stats["source_verified"] == {"checksum": 0, "size": 20, "unverifiable": 0}
+
+
+def test_month_whose_items_all_lack_blue_fails_naming_asset_and_items(sample_dir, aoi, tmp_path):
+    """Not a "no data" success: every item lacks ``blue``, so the step fails and says so."""
+    from rgb_assets.core.domain.errors import MissingInputsError
+
+    collection = pystac.Collection.from_file(str(sample_dir / "collection.json"))
+    dest = tmp_path / "source"
+    collection = collection.full_copy()
+    for item in collection.get_items():
+        item.make_asset_hrefs_absolute()
+    month_items = [i for i in collection.get_items() if i.datetime and MONTH.contains(i.datetime)]
+    for item in month_items:
+        del item.assets["blue"]
+    collection.normalize_hrefs(str(dest))
+    collection.save(pystac.CatalogType.SELF_CONTAINED)
+    source = LocalStacSource(dest / "collection.json")
+    spec, store = get_collection("sentinel-2-l2a"), Store(str(tmp_path / "s"))
+    with pytest.raises(MissingInputsError) as err:
+        archive_partition(source, spec, aoi, MONTH, store)
+    msg = str(err.value)
+    assert f"all {len(month_items)} items lack a required asset" in msg
+    for item in month_items:
+        assert f"item {item.id} has no 'blue' asset" in msg
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.tif"))
