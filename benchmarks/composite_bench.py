@@ -407,10 +407,12 @@ def naive_composite(items: Sequence[Any], geobox: Any) -> Any:
 
 
 def engine_options(chunk: int | None) -> Any:
-    from rgb_assets.core.raster.compositing import CompositeOptions
+    from rgb_assets.core.raster.compositing import PLAIN_HAZE, CompositeOptions
     from rgb_assets.core.raster.masking import MaskRule
 
-    options = CompositeOptions(mask=MaskRule("scl"))
+    # The plain SCL median (no cloud clean-up, no haze test): what this benchmark times and
+    # checks against numpy.nanmedian. The other methods and rules: benchmarks/methods_bench.py.
+    options = CompositeOptions(mask=MaskRule("scl", opening=0, dilation=0), haze=PLAIN_HAZE)
     return options if chunk is None else replace(options, chunk=chunk)
 
 

@@ -39,7 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 AOI = "e2e-sample"
 MONTH = Month(2019, 7)
 EMPTY_MONTH = Month(2019, 5)  # the sample has no acquisition between 2019-04-22 and 2019-06-11
-RUN_CONFIG = {"ops": {"monthly_composite": {"config": {"crs": "EPSG:3035"}}}}
+# The plain SCL median (no cloud clean-up, no haze test), which must equal the independent
+# numpy masked nanmedian exactly; the defaults are checked on the demo months (README).
+PLAIN = {"opening": 0, "dilation": 0, "haze_index": "none"}
+RUN_CONFIG = {"ops": {"monthly_composite": {"config": {"crs": "EPSG:3035", **PLAIN}}}}
 
 
 def _run(instance: DagsterInstance, month: Month, run_config: dict | None = None):
@@ -250,6 +253,9 @@ def test_run_metadata_and_dask_cluster(pipeline):
     assert md["outcome"] == "published"
     assert md["scene_count"] == 5
     assert 0.9 < md["clear_fraction"] <= 1.0
+    # The recipe that made it: the plain median, and the residue it leaves (July is clean).
+    assert md["recipe"]["method"] == "median" and md["recipe"]["haze"] == {"index": "none"}
+    assert md["recipe"]["mask"]["dilation"] == 0 and md["residue_fraction"] < 0.01
     assert md["dask_dashboard"].startswith("http")
     assert md["dask_workers_used"] == md["dask_workers_total"] >= 2
     dashboard = md["dask_dashboard"]

@@ -27,7 +27,17 @@ from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.errors import InputError
 from rgb_assets.core.products import quality
 from rgb_assets.core.raster.compositing import CompositeOptions
-from rgb_assets.core.raster.masking import DEFAULT_QA_FLAGS, DEFAULT_SCL_EXCLUDE, MaskRule
+from rgb_assets.core.raster.masking import (
+    DEFAULT_DILATION,
+    DEFAULT_OPENING,
+    DEFAULT_QA_CLOUD,
+    DEFAULT_QA_FLAGS,
+    DEFAULT_SCL_CLOUD,
+    DEFAULT_SCL_EXCLUDE,
+    MaskRule,
+)
+from rgb_assets.core.raster.residue import ResidueTest
+from rgb_assets.core.raster.robust import HazeRule
 from rgb_assets.dask_compute import cluster_compute
 from rgb_assets.partitions import partitions_def
 from rgb_assets.resources import StacSourceResource, StorageResource
@@ -53,7 +63,44 @@ class CompositeConfig(Config):
         default_factory=dict, description="QA_PIXEL confidence pairs masked at >= level (1-3)"
     )
     use_radsat: bool = Field(default=True, description="Mask QA_RADSAT-saturated pixels")
-    dilation: int = Field(default=0, ge=0, le=100, description="Grow the cloud mask by N pixels")
+    method: str = Field(
+        default="median",
+        description="median | medoid (adds a source_date band) | geomedian | pNN (percentile)",
+    )
+    opening: int = Field(
+        default=DEFAULT_OPENING,
+        ge=0,
+        le=20,
+        description="Remove cloud speckle narrower than 2N+1 pixels before dilation (0: off)",
+    )
+    dilation: int = Field(
+        default=DEFAULT_DILATION,
+        ge=0,
+        le=100,
+        description="Grow the cloud/cirrus/shadow mask by N pixels (never no data; 0: off)",
+    )
+    scl_cloud: list[int] = Field(
+        default=list(DEFAULT_SCL_CLOUD), description="SCL classes opened and dilated"
+    )
+    qa_cloud: list[str] = Field(
+        default=list(DEFAULT_QA_CLOUD), description="QA_PIXEL flags opened and dilated"
+    )
+    haze_index: Literal["hot", "blue", "none"] = Field(
+        default=HazeRule.index,
+        description="Haze test of clear observations: hot (blue - 0.5 red), blue, none (off)",
+    )
+    haze_reference: Literal["median", "least_hazy"] = Field(
+        default=HazeRule.reference,
+        description="Reject observations whose haze index exceeds the pixel's median (with >= "
+        "haze_min_obs observations) or least hazy observation by more than haze_margin",
+    )
+    haze_margin: float = Field(default=HazeRule.margin, ge=0, le=1)
+    haze_min_obs: int = Field(default=HazeRule.min_obs, ge=2, le=255)
+    haze_few: Literal["least_hazy", "nodata", "keep"] = Field(
+        default=HazeRule.few,
+        description="median reference, fewer than haze_min_obs observations: keep the least "
+        "hazy one, leave no data, or keep all",
+    )
     resampling: Literal["nearest", "bilinear", "cubic", "average"] = "nearest"
     clip_to_aoi: bool = True
     chunk: int = Field(
@@ -66,6 +113,14 @@ class CompositeConfig(Config):
     min_clear_fraction: float = Field(
         default=0.05, ge=0, le=1, description="Coverage check: minimum clear fraction of the AOI"
     )
+    max_residue_fraction: float = Field(
+        default=0.01, ge=0, le=1, description="Residue check: maximum bright, hazy fraction"
+    )
+    residue_blocking: bool = Field(
+        default=False, description="Residue check fails with ERROR (blocks publication)"
+    )
+    residue_min_blue: float = Field(default=ResidueTest.min_blue, ge=0, le=2)
+    residue_min_hot: float = Field(default=ResidueTest.min_hot, ge=-1, le=2)
     withdraw_when_empty: bool = Field(
         default=False,
         description="When the month has no clear observation, withdraw the composite published "
@@ -134,7 +189,17 @@ def composite_options(config: CompositeConfig, spec: CollectionSpec) -> Composit
         qa_flags=tuple(config.qa_flags),
         qa_confidence=dict(config.qa_confidence),
         use_radsat=config.use_radsat,
+        opening=config.opening,
         dilation=config.dilation,
+        scl_cloud=tuple(config.scl_cloud),
+        qa_cloud=tuple(config.qa_cloud),
+    )
+    haze = HazeRule(
+        index=config.haze_index,
+        reference=config.haze_reference,
+        margin=config.haze_margin,
+        min_obs=config.haze_min_obs,
+        few=config.haze_few,
     )
     return CompositeOptions(
         mask=rule,
@@ -142,6 +207,17 @@ def composite_options(config: CompositeConfig, spec: CollectionSpec) -> Composit
         resampling=config.resampling,
         clip_to_aoi=config.clip_to_aoi,
         chunk=config.chunk,
+        method=config.method,
+        haze=haze,
+    )
+
+
+def residue_check(config: CompositeConfig) -> quality.ResidueCheck:
+    """The residue check's settings of a run."""
+    return quality.ResidueCheck(
+        ResidueTest(config.residue_min_blue, config.residue_min_hot),
+        config.max_residue_fraction,
+        config.residue_blocking,
     )
 
 
@@ -177,6 +253,7 @@ def monthly_composite(
             crs=config.crs,
             resolution=config.resolution,
             min_clear_fraction=config.min_clear_fraction,
+            residue=residue_check(config),
             withdraw_when_empty=config.withdraw_when_empty,
             version=context.op_execution_context.run_id.split("-")[0],
         )
@@ -197,6 +274,8 @@ def monthly_composite(
         "clear_fraction": result.stats.get("clear_fraction", 0.0),
         "grid": MetadataValue.json(result.grid or result.requested_grid),
         "band_stats": MetadataValue.json(result.stats.get("bands", {})),
+        "recipe": MetadataValue.json(options.describe()),
+        "residue_fraction": result.stats.get("residue", {}).get("residue_fraction", 0.0),
         "timings": timings(outcome.timings),
         "withdrawn": outcome.withdrawn,
         "removed_versions": MetadataValue.json(outcome.removed_versions),

@@ -64,6 +64,7 @@ def composite_month(
     crs: str | None = None,
     resolution: float | None = None,
     min_clear_fraction: float = 0.05,
+    residue: quality.ResidueCheck | None = None,
     withdraw_when_empty: bool = False,
     version: str | None = None,
 ) -> CompositeOutcome:
@@ -79,10 +80,18 @@ def composite_month(
     staging = Path(tempfile.mkdtemp(prefix=f"rgb-composite-{aoi.name}-{month.key}-"))
     t0 = time.perf_counter()
     try:
+        residue = residue or quality.ResidueCheck()
         result = compute_composite(
-            raw, spec, aoi, options, staging, crs=crs, resolution=resolution
+            raw,
+            spec,
+            aoi,
+            options,
+            staging,
+            crs=crs,
+            resolution=resolution,
+            residue_test=residue.test,
         )
-        checks = quality.evaluate(result, min_clear_fraction)
+        checks = quality.evaluate(result, min_clear_fraction, residue)
         previous = read_product(store, paths)
         kept = previous[1] if previous else None
         if result.no_data:

@@ -17,6 +17,7 @@ from rgb_assets.core.archive.hrefs import RefusedAsset
 from rgb_assets.core.archive.ingest import ArchiveMode, ingest_item
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec, MissingAssetError, resolve_item
+from rgb_assets.core.domain.errors import MissingInputsError
 from rgb_assets.core.domain.limits import Limits, PartitionEstimate, estimate_partition
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.source import LocalStacSource, SearchRequest, StacSource, sign_hrefs
@@ -99,11 +100,13 @@ def archive_partition(
     paths = PartitionPaths(spec.key, aoi.name, month)
     counts = {"archived": 0, "intact": 0, "outside": 0, "refused": 0}
     written = 0
+    missing: list[tuple[str, str]] = []
     for item in found:
         try:
             resolved = resolve_item(item, spec)
         except MissingAssetError as e:
             result.skipped.append({"item": item.id, "reason": str(e)})
+            missing.append((item.id, e.problem))
             continue
         # Signed right before reading: SAS tokens expire within the hour and a month of
         # scenes can take longer; skipped items need no token. The signed copy is only read.
@@ -138,6 +141,8 @@ def archive_partition(
             result.items.append(outcome.item)
         else:
             result.skipped.append({"item": item.id, "reason": "no pixels inside the AOI"})
+    if found and len(missing) == len(found):
+        raise MissingInputsError(f"{spec.key} {aoi.name} {month.key}", missing)
     result.stats = {
         "found": len(found),
         **counts,

@@ -115,6 +115,7 @@ def parse_geometry(obj: Any, field: str = "aoi") -> dict[str, Any]:
                 raise InputError(cfield, "a linear ring needs at least 4 positions")
             if list(ring[0][:2]) != list(ring[-1][:2]):
                 raise InputError(cfield, "a linear ring is not closed (first != last position)")
+    _refuse_antimeridian(rings, cfield)
     try:
         geom = shape(obj)
     except Exception as e:  # shapely raises several types for malformed input
@@ -126,6 +127,42 @@ def parse_geometry(obj: Any, field: str = "aoi") -> dict[str, Any]:
     if geom.area <= 0:
         raise InputError(field, "has zero area")
     return {"type": gtype, "coordinates": json.loads(json.dumps(mapping(geom)["coordinates"]))}
+
+
+def _refuse_antimeridian(polygons: list[Any], field: str) -> None:
+    """Refuse areas across the antimeridian, with how to split them.
+
+    A ring edge spanning more than 180° of longitude (drawn from 179.8 to -179.8) means, to
+    GeoJSON, the long way round the globe: searched as is, it would select the complement. An
+    RFC 7946 split (parts touching +180 and -180) is valid GeoJSON, but one AOI is one
+    search, one output grid and one clip window, and none of these can span the seam here:
+    each side is registered as its own AOI instead.
+    """
+    for poly in polygons:
+        for ring in poly:
+            for (x0, _y0, *_), (x1, _y1, *_) in zip(ring, ring[1:], strict=False):
+                if abs(x1 - x0) > 180:
+                    west = [v for v in (x0, x1) if v > 0]
+                    east = [v for v in (x0, x1) if v < 0]
+                    raise InputError(
+                        field,
+                        f"an edge runs from longitude {x0} to {x1}, more than 180° apart: "
+                        "GeoJSON reads that as the long way round the globe, not across the "
+                        "antimeridian. Split the area at ±180° (RFC 7946, 3.1.9) and register "
+                        f"each side as its own AOI: one from {min(west, default=179.0)} to 180, "
+                        f"one from -180 to {max(east, default=-179.0)} (e.g. NAME-west and "
+                        "NAME-east). A polygon really wider than 180° needs intermediate "
+                        "vertices.",
+                    )
+    xs = [p[0] for poly in polygons for ring in poly for p in ring]
+    if max(xs) >= 180 and min(xs) <= -180:
+        raise InputError(
+            field,
+            "the area touches both +180 and -180 (an antimeridian split): an AOI must lie on "
+            "one side of ±180°, because one AOI gets one search, one output grid and one clip "
+            "window. Register the parts east and west of 180° as two AOIs (e.g. NAME-west "
+            "with the polygons up to 180, NAME-east with those from -180).",
+        )
 
 
 @dataclass(frozen=True)

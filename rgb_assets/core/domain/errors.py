@@ -27,3 +27,19 @@ class StacSourceError(RgbAssetsError):
 
 class ChecksumError(RgbAssetsError):
     """Bytes read from a source do not match the checksum or size the source item declares."""
+
+
+class MissingInputsError(RgbAssetsError):
+    """Every item of a partition lacks an asset the composite needs: the step must fail (a
+    "no data" success would hide a source that changed its asset keys). ``missing`` lists
+    ``(item id, reason)`` pairs; the message names each item and the asset it lacks."""
+
+    def __init__(self, where: str, missing: list[tuple[str, str]]) -> None:
+        self.where = where
+        self.missing = missing
+        lines = "; ".join(f"item {item} {reason}" for item, reason in missing[:20])
+        more = f"; and {len(missing) - 20} more" if len(missing) > 20 else ""
+        super().__init__(
+            f"{where}: all {len(missing)} items lack a required asset, nothing can be "
+            f"composited: {lines}{more}"
+        )

@@ -32,9 +32,11 @@ from rgb_assets.core.domain.collection_specs import (
     ResolvedItem,
     resolve_item,
 )
+from rgb_assets.core.domain.errors import MissingInputsError
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.raster.compositing import CompositeOptions, median_composite
+from rgb_assets.core.raster.compositing import COUNT_BAND, CompositeOptions, median_composite
 from rgb_assets.core.raster.grids import aoi_geometry, describe, output_geobox
+from rgb_assets.core.raster.residue import ResidueTest, residue_stats
 from rgb_assets.core.raster.stats import band_stats
 from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_visual, write_zarr
 from rgb_assets.core.stac.catalog import CompositeFiles
@@ -82,15 +84,22 @@ def compute_composite(
     *,
     crs: str | None = None,
     resolution: float | None = None,
+    residue_test: ResidueTest | None = None,
 ) -> CompositeResult:
-    """Compute the composite into ``staging_root/composite.zarr`` (the expensive step)."""
+    """Compute the composite into ``staging_root/composite.zarr`` (the expensive step), with
+    its statistics, residue figures (``residue_test``, default thresholds when None) and the
+    recipe (method and mask rules) that made it."""
     result = CompositeResult(spec.key, aoi.name, raw.month, options.bands, no_data=True)
     resolved: list[ResolvedItem] = []
+    missing: list[tuple[str, str]] = []
     for item in raw.items:
         try:
             resolved.append(resolve_item(item, spec))
         except MissingAssetError as e:
             result.skipped.append({"item": item.id, "reason": str(e)})
+            missing.append((item.id, e.problem))
+    if raw.items and not resolved:
+        raise MissingInputsError(f"{spec.key} {aoi.name} {raw.month.key}", missing)
     res = float(resolution or spec.resolution)
     epsgs = {r.epsg for r in resolved}
     native = next(iter(epsgs)) if len(epsgs) == 1 else None
@@ -114,6 +123,12 @@ def compute_composite(
         else np.ones(geobox.shape, bool)
     )
     stats = band_stats(stored, options.bands, inside)
+    if "blue" in options.bands and "red" in options.bands:
+        valid = (stored[COUNT_BAND].values > 0) & inside
+        stats["residue"] = residue_stats(
+            stored["blue"].values, stored["red"].values, valid, residue_test
+        )
+    stats["recipe"] = options.describe()
     stats["observations"] = int(ds.attrs.get("observations", len(resolved)))
     stats["items"] = len(resolved)
     result.stats = stats

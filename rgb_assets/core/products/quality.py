@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rgb_assets.core.products.composite import CompositeResult
+from rgb_assets.core.raster.residue import ResidueTest
 from rgb_assets.core.raster.stats import PLAUSIBLE_REFLECTANCE
 
 Severity = Literal["error", "warn"]
@@ -23,6 +24,17 @@ class CheckSpec:
     name: str
     blocking: bool
     description: str
+
+
+@dataclass(frozen=True)
+class ResidueCheck:
+    """The residue check's settings: the per-pixel test (``raster.residue``), the highest
+    residue fraction that passes, and whether a failure blocks publishing (severity error)
+    or only warns."""
+
+    test: ResidueTest = field(default_factory=ResidueTest)
+    max_fraction: float = 0.01
+    blocking: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,11 +65,22 @@ CHECKS = (
         True,
         "The written grid equals the requested one (CRS, shape, transform)",
     ),
+    # Blocking only when configured: its failures are warnings unless ``ResidueCheck.blocking``.
+    CheckSpec(
+        "cloud_residue",
+        True,
+        "Fraction of the composite's clear pixels that are still bright and hazy "
+        f"({ResidueTest().describe()} by default): cloud edges and haze the mask missed; "
+        "warns above the maximum, blocks only when configured to",
+    ),
 )
 
 
-def evaluate(result: CompositeResult, min_clear_fraction: float) -> list[CheckOutcome]:
+def evaluate(
+    result: CompositeResult, min_clear_fraction: float, residue: ResidueCheck | None = None
+) -> list[CheckOutcome]:
     """Every check of ``CHECKS`` on ``result``; a no-data month gives a warning, not a pass."""
+    residue = residue or ResidueCheck()
     if result.no_data:
         return [
             CheckOutcome(
@@ -82,8 +105,13 @@ def evaluate(result: CompositeResult, min_clear_fraction: float) -> list[CheckOu
             severity="error",
             description=f"clear fraction {frac:.3f} vs minimum {min_clear_fraction:.3f}",
             metadata={
+                "month": result.month.key,
                 "clear_fraction": frac,
                 "minimum": min_clear_fraction,
+                "clear_pixels": result.stats.get("clear_pixels", 0),
+                "pixels_in_aoi": result.stats.get("pixels_in_aoi", 0),
+                "mean_clear_observations": result.stats.get("mean_clear_observations", 0.0),
+                "observations": result.stats.get("observations", 0),
                 "scene_count": len(result.raw_item_ids),
             },
         ),
@@ -106,7 +134,40 @@ def evaluate(result: CompositeResult, min_clear_fraction: float) -> list[CheckOu
                 "written": {k: result.grid.get(k) for k in grid_keys},
             },
         ),
+        _residue(result, residue),
     ]
+
+
+def _residue(result: CompositeResult, check: ResidueCheck) -> CheckOutcome:
+    """The residue fraction against its maximum (figures from ``stats["residue"]``)."""
+    figures = result.stats.get("residue")
+    month = result.month.key
+    if figures is None:
+        return CheckOutcome(
+            "cloud_residue",
+            passed=True,
+            severity="warn",
+            description=f"{month}: not measured (the test needs the blue and red bands)",
+            metadata={"month": month},
+        )
+    frac = float(figures["residue_fraction"])
+    return CheckOutcome(
+        "cloud_residue",
+        passed=frac <= check.max_fraction,
+        severity="error" if check.blocking else "warn",
+        description=f"{month}: residue {frac:.2%} of clear pixels vs maximum "
+        f"{check.max_fraction:.2%} ({figures['test']})",
+        metadata={
+            "month": month,
+            "residue_fraction": frac,
+            "residue_pixels": int(figures["residue_pixels"]),
+            "clear_pixels": int(figures["valid_pixels"]),
+            "maximum": check.max_fraction,
+            "blocking": check.blocking,
+            "test": figures["test"],
+            "recipe": result.stats.get("recipe", {}),
+        },
+    )
 
 
 def blocking_failures(outcomes: list[CheckOutcome]) -> list[CheckOutcome]:

@@ -13,6 +13,7 @@ per tile in flight, independent of the AOI size (see ``writers.write_zarr``); fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -26,21 +27,58 @@ from odc.geo.geom import Geometry
 from odc.geo.xr import rasterize
 
 from rgb_assets.core.domain.collection_specs import RGB, ResolvedItem
+from rgb_assets.core.domain.errors import InputError
 from rgb_assets.core.raster.loading import load_slices
-from rgb_assets.core.raster.masking import MaskRule, dilate_invalid, qa_radsat_clear
+from rgb_assets.core.raster.masking import MaskRule, qa_radsat_clear
+from rgb_assets.core.raster.methods import (
+    SOURCE_DATE_BAND,
+    SOURCE_DATE_UNITS,
+    geomedian_block,
+    medoid_block,
+    parse_method,
+    percentile_block,
+    reflectance,
+)
+from rgb_assets.core.raster.robust import HazeRule, haze_index, reject_hazy
 
 COUNT_BAND = "clear_count"
+# The plain composite: every clear observation by the mask band, no clean-up, no haze test.
+PLAIN_HAZE = HazeRule(index="none")
 
 
 @dataclass(frozen=True)
 class CompositeOptions:
-    """How a composite is made; everything here is user-configurable per run."""
+    """How a composite is made; everything here is user-configurable per run.
+
+    ``method``: ``median`` (exact, the fast engine), ``medoid``, ``geomedian`` or ``pNN``
+    (percentile); ``haze``: which clear observations are still rejected as haze
+    (``raster.robust``), ``HazeRule(index="none")`` for the plain composite.
+    """
 
     mask: MaskRule
     bands: tuple[str, ...] = RGB
     resampling: str = "nearest"
     chunk: int = 2048
     clip_to_aoi: bool = True
+    method: str = "median"
+    haze: HazeRule = field(default_factory=HazeRule)
+
+    def __post_init__(self) -> None:
+        parse_method(self.method)
+        if self.haze.active and not {"blue", "red"} <= set(self.bands):
+            raise InputError(
+                "haze.index",
+                f"the haze test needs the blue and red bands (bands are {list(self.bands)}); "
+                "set haze index to 'none' for other band sets",
+            )
+
+    def describe(self) -> dict[str, object]:
+        """What made the composite: method, mask and haze rules (JSON-friendly)."""
+        return {
+            "method": self.method,
+            "mask": self.mask.describe(),
+            "haze": self.haze.describe(),
+        }
 
 
 @dataclass
@@ -342,23 +380,23 @@ def median_composite(
     rule = options.mask
     mask = ds["mask"].data
     # The mask band is turned into "clear" inside the observation task, strip by strip, unless
-    # saturation or dilation need it as a whole array first.
+    # saturation or the cloud clean-up need it as a whole array first.
     clear, clear_fn = mask, rule.clear
-    if radsat or rule.dilation:
+    if rule.halo:
+        # Clean-up (opening, dilation) of the cloud classes only, with the neighbourhood it
+        # needs from adjacent tiles; no padding beyond the grid (nothing is known there).
+        depth = {0: 0, 1: rule.halo, 2: rule.halo}
+        clear = da.map_overlap(
+            rule.cleaned_clear, mask, depth=depth, boundary="none", dtype=bool
+        )
+        clear_fn = None
+    elif radsat:
         clear, clear_fn = da.map_blocks(rule.clear, mask, dtype=bool), None
     if radsat:
         clear = clear & da.map_blocks(qa_radsat_clear, ds["radsat"].data, dtype=bool)
-    if rule.dilation:
-        clear = da.map_overlap(
-            dilate_invalid,
-            clear,
-            depth={0: 0, 1: rule.dilation, 2: rule.dilation},
-            boundary=True,
-            dtype=bool,
-            pixels=rule.dilation,
-        )
-    # Per tile: one task for the observations (mask, AOI, nodata), then one median task per
-    # band (they run in parallel) and the count; every task sees all time slices of its tile.
+    # Per tile: one task for the observations (mask, AOI, nodata), maybe one for the haze test,
+    # then one task per band for the median (they run in parallel) and the count; every task
+    # sees all time slices of its tile.
     band_data = [ds[b].data for b in options.bands]
     inputs: list[Any] = [clear, "tyx", *(a for d in band_data for a in (d, "tyx"))]
     if options.clip_to_aoi and aoi_geometry is not None:
@@ -373,33 +411,161 @@ def median_composite(
         clear=clear_fn,
         aoi_mask=len(inputs) > 2 * (1 + len(band_data)),
     )
-    coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims and k != "time"}
-    data_vars: dict[str, xr.DataArray] = {}
-    for i, b in enumerate(options.bands):
-        med = da.blockwise(
-            _median_block,
-            "yx",
+    if options.haze.active:
+        ib, ir = options.bands.index("blue"), options.bands.index("red")
+        valid = da.blockwise(
+            _haze_block,
+            "tyx",
             valid,
             "tyx",
-            band_data[i],
+            band_data[ib],
             "tyx",
-            concatenate=True,
-            dtype=np.float32,
-            scales=scales[i],
-            offsets=offsets[i],
+            band_data[ir],
+            "tyx",
+            dtype=bool,
+            scales=scales[[ib, ir]],
+            offsets=offsets[[ib, ir]],
+            rule=options.haze,
         )
+    coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims and k != "time"}
+    kind, q = parse_method(options.method)
+    label = f"monthly {q:g}th percentile" if kind == "percentile" else f"monthly {kind}"
+    planes = _reduce(kind, q, valid, band_data, scales, offsets, slices)
+    data_vars: dict[str, xr.DataArray] = {}
+    for b, plane in zip(options.bands, planes, strict=False):
         data_vars[b] = xr.DataArray(
-            med,
+            plane,
             dims=("y", "x"),
             coords=coords,
-            attrs={"units": "1", "long_name": f"{b} surface reflectance (monthly median)"},
+            attrs={"units": "1", "long_name": f"{b} surface reflectance ({label})"},
         )
+    recipe = options.describe()
     data_vars[COUNT_BAND] = xr.DataArray(
         da.blockwise(_count_block, "yx", valid, "tyx", concatenate=True, dtype=np.uint16),
         dims=("y", "x"),
         coords=coords,
-        attrs={"long_name": "number of clear observations"},
+        attrs={
+            "long_name": "number of clear observations used",
+            "method": options.method,
+            "mask_rule": json.dumps(recipe["mask"], sort_keys=True),
+            "haze_rule": json.dumps(recipe["haze"], sort_keys=True),
+        },
     )
+    if kind == "medoid":
+        data_vars[SOURCE_DATE_BAND] = xr.DataArray(
+            planes[-1],
+            dims=("y", "x"),
+            coords=coords,
+            attrs={"long_name": "solar day of the medoid observation", "units": SOURCE_DATE_UNITS},
+        )
     result = xr.Dataset(data_vars)
     result.attrs["observations"] = len(slices)
+    result.attrs["recipe"] = json.dumps(recipe, sort_keys=True)
     return result
+
+
+def _reduce(
+    kind: str,
+    q: float | None,
+    valid: da.Array,
+    band_data: list[da.Array],
+    scales: np.ndarray,
+    offsets: np.ndarray,
+    slices: Sequence[TimeSlice],
+) -> list[da.Array]:
+    """Per-band (y, x) results of the method (medoid: the bands, then the source day)."""
+    if kind == "median":
+        return [
+            da.blockwise(
+                _median_block,
+                "yx",
+                valid,
+                "tyx",
+                band_data[i],
+                "tyx",
+                concatenate=True,
+                dtype=np.float32,
+                scales=scales[i],
+                offsets=offsets[i],
+            )
+            for i in range(len(band_data))
+        ]
+    if kind == "percentile":
+        return [
+            da.blockwise(
+                _percentile_task,
+                "yx",
+                valid,
+                "tyx",
+                band_data[i],
+                "tyx",
+                concatenate=True,
+                dtype=np.float32,
+                q=q,
+                scales=scales[i],
+                offsets=offsets[i],
+            )
+            for i in range(len(band_data))
+        ]
+    n_out = len(band_data) + (1 if kind == "medoid" else 0)
+    epoch = date(1970, 1, 1)
+    days = np.array([(s.day - epoch).days for s in slices], np.float32)
+    stacked = da.blockwise(
+        _multiband_task,
+        "byx",
+        valid,
+        "tyx",
+        *(a for d in band_data for a in (d, "tyx")),
+        new_axes={"b": n_out},
+        concatenate=True,
+        dtype=np.float32,
+        kind=kind,
+        scales=scales,
+        offsets=offsets,
+        days=days,
+    )
+    return [stacked[i] for i in range(n_out)]
+
+
+def _haze_block(
+    valid: np.ndarray,
+    blue: np.ndarray,
+    red: np.ndarray,
+    *,
+    scales: np.ndarray,
+    offsets: np.ndarray,
+    rule: HazeRule,
+) -> np.ndarray:
+    """Observations minus those the haze rule rejects (``raster.robust``)."""
+    b = reflectance(valid, blue, scales[0], offsets[0])
+    r = reflectance(valid, red, scales[1], offsets[1])
+    index = haze_index(b, r, rule.index)
+    ok = valid & ~np.isnan(index)
+    t = index.shape[0]
+    median = _median_block(ok, index, scales=np.ones(t, "float32"), offsets=np.zeros(t, "float32"))
+    return reject_hazy(ok, index, median, rule)
+
+
+def _percentile_task(
+    valid: np.ndarray,
+    band: np.ndarray,
+    *,
+    q: float,
+    scales: np.ndarray,
+    offsets: np.ndarray,
+) -> np.ndarray:
+    return percentile_block(reflectance(valid, band, scales, offsets), q)
+
+
+def _multiband_task(
+    valid: np.ndarray,
+    *bands: np.ndarray,
+    kind: str,
+    scales: np.ndarray,
+    offsets: np.ndarray,
+    days: np.ndarray,
+) -> np.ndarray:
+    stacks = [reflectance(valid, b, scales[i], offsets[i]) for i, b in enumerate(bands)]
+    if kind == "medoid":
+        return medoid_block(stacks, days)
+    return geomedian_block(stacks)

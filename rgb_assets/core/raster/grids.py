@@ -1,7 +1,10 @@
 """The output grid of a composite, as an odc-geo GeoBox.
 
-Default: the UTM zone of the AOI's centroid at the collection's native resolution, snapped to
-whole multiples of the resolution so every month of an AOI lands on the same pixels.
+Default: a UTM zone chosen by odc-geo's ``CRS.utm``, the zone whose longitude band overlaps the
+AOI's bounding box most (not the zone of the centroid; the two differ for AOIs that straddle a
+zone boundary), at the collection's native resolution, snapped to whole multiples of the
+resolution so every month of an AOI lands on the same pixels. AOIs never cross the antimeridian
+(refused at registration, ``domain.aoi``), so the bounding box is a real extent.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ def output_geobox(
         target = CRS.utm(geom) if crs in (None, "", "utm") else CRS(crs)
     except Exception as e:
         raise InputError("crs", f"{crs!r} is not a CRS pyproj understands: {e}") from None
+    if target.geographic and resolution > 1:
+        raise InputError(
+            "resolution",
+            f"{resolution:g} is in the units of {target}, degrees: give the resolution "
+            "explicitly in degrees (about 0.0001 for 10 m), or use a projected CRS",
+        )
     anchor = None
     if align_to is not None and abs(abs(align_to.a) - resolution) < 1e-9:
         anchor = xy_((align_to.c / resolution) % 1.0, (align_to.f / resolution) % 1.0)
@@ -44,9 +53,14 @@ def output_geobox(
         geobox = GeoBox.from_geopolygon(geom, resolution=resolution, crs=target)
     else:
         geobox = GeoBox.from_geopolygon(geom, resolution=resolution, crs=target, anchor=anchor)
-    if geobox.shape[0] * geobox.shape[1] > MAX_PIXELS:
+    h, w = int(geobox.shape[0]), int(geobox.shape[1])
+    if h * w > MAX_PIXELS:
+        units = "degrees" if target.geographic else "CRS units"
         raise InputError(
-            "resolution", f"grid {geobox.shape} for AOI {aoi.name!r} exceeds {MAX_PIXELS} pixels"
+            "aoi",
+            f"AOI {aoi.name!r} spans {w * resolution:.6g} x {h * resolution:.6g} {units} in "
+            f"{target}: at resolution {resolution:g} that is a {h} x {w} pixel grid, over the "
+            f"limit of {MAX_PIXELS} pixels. Split the AOI or give a coarser resolution.",
         )
     return geobox
 

@@ -31,6 +31,12 @@ SCL_CLASSES: dict[str, int] = {
     "snow": 11,
 }
 DEFAULT_SCL_EXCLUDE: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+# The SCL classes that are clouds or their shadows: the only ones opened and dilated. No data
+# (0), defective (1) and snow (11) stay masked exactly where they are.
+DEFAULT_SCL_CLOUD: tuple[int, ...] = (3, 8, 9, 10)
+# Defaults measured on the demo sample: README "Cloud-free by default", residue_sweep.py.
+DEFAULT_OPENING = 1
+DEFAULT_DILATION = 2
 
 # Landsat C2 L2 QA_PIXEL single-bit flags.
 QA_PIXEL_BITS: dict[str, int] = {
@@ -58,6 +64,8 @@ DEFAULT_QA_FLAGS: tuple[str, ...] = (
     "cloud_shadow",
     "snow",
 )
+# The QA_PIXEL bits that are clouds or their shadows: opened and dilated; fill and snow are not.
+DEFAULT_QA_CLOUD: tuple[str, ...] = ("dilated_cloud", "cirrus", "cloud", "cloud_shadow")
 # QA_RADSAT: bit n-1 is band n saturated (Landsat 8/9 OLI); blue, green, red are bands 2, 3, 4.
 QA_RADSAT_BAND_BITS: dict[str, int] = {"blue": 1, "green": 2, "red": 3}
 
@@ -68,7 +76,13 @@ class MaskRule:
 
     ``scl_exclude`` lists SCL classes to drop; ``qa_flags`` QA_PIXEL bits to drop;
     ``qa_confidence`` maps a confidence field to the lowest level dropped (e.g. ``{"cloud": 2}``
-    drops medium and high cloud confidence). ``dilation`` grows the masked area by N pixels.
+    drops medium and high cloud confidence).
+
+    Clean-up acts on clouds only: the classes ``scl_cloud`` (or bits ``qa_cloud``) form a cloud
+    mask that is first opened by ``opening`` pixels (isolated speckle, e.g. a bright roof
+    labelled cloud, is not grown; it stays masked itself), then dilated by ``dilation`` pixels
+    (square structuring elements, half-width N). No data, defective, snow and out-of-footprint
+    pixels are masked where they are and never grown, so clear pixels along data edges stay.
     """
 
     kind: str
@@ -76,7 +90,10 @@ class MaskRule:
     qa_flags: tuple[str, ...] = DEFAULT_QA_FLAGS
     qa_confidence: Mapping[str, int] = field(default_factory=dict)
     use_radsat: bool = True
-    dilation: int = 0
+    opening: int = DEFAULT_OPENING
+    dilation: int = DEFAULT_DILATION
+    scl_cloud: tuple[int, ...] = DEFAULT_SCL_CLOUD
+    qa_cloud: tuple[str, ...] = DEFAULT_QA_CLOUD
 
     def __post_init__(self) -> None:
         if self.kind not in ("scl", "qa_pixel"):
@@ -84,6 +101,14 @@ class MaskRule:
         bad = [c for c in self.scl_exclude if not 0 <= int(c) <= 11]
         if bad:
             raise InputError("mask.scl_exclude", f"{bad} are not SCL classes (0-11)")
+        bad = [c for c in self.scl_cloud if not 0 <= int(c) <= 11]
+        if bad:
+            raise InputError("mask.scl_cloud", f"{bad} are not SCL classes (0-11)")
+        bad_flags = [f for f in self.qa_cloud if f not in QA_PIXEL_BITS]
+        if bad_flags:
+            raise InputError(
+                "mask.qa_cloud", f"{bad_flags} are not QA_PIXEL flags ({', '.join(QA_PIXEL_BITS)})"
+            )
         bad_flags = [f for f in self.qa_flags if f not in QA_PIXEL_BITS]
         if bad_flags:
             raise InputError(
@@ -97,12 +122,51 @@ class MaskRule:
                 )
         if not 0 <= self.dilation <= 100:
             raise InputError("mask.dilation", f"{self.dilation} is not in 0..100 pixels")
+        if not 0 <= self.opening <= 20:
+            raise InputError("mask.opening", f"{self.opening} is not in 0..20 pixels")
+
+    @property
+    def halo(self) -> int:
+        """Pixels of neighbourhood the clean-up needs around a tile (erode + dilate + dilate)."""
+        return 2 * self.opening + self.dilation if self.dilation else 0
 
     def clear(self, mask: np.ndarray) -> np.ndarray:
-        """True where the mask band says the observation is clear (before dilation)."""
+        """True where the mask band says the observation is clear (before any clean-up)."""
         if self.kind == "scl":
             return scl_clear(mask, self.scl_exclude)
         return qa_pixel_clear(mask, self.qa_flags, self.qa_confidence)
+
+    def cloud(self, mask: np.ndarray) -> np.ndarray:
+        """True where the mask band says cloud, cirrus or cloud shadow (what clean-up grows)."""
+        if self.kind == "scl":
+            return ~scl_clear(mask, self.scl_cloud)
+        return ~qa_pixel_clear(mask, self.qa_cloud)
+
+    def cleaned_clear(self, mask: np.ndarray) -> np.ndarray:
+        """``clear`` minus the opened and dilated cloud mask, over the last two axes.
+
+        Run on a tile with ``halo`` pixels of overlap so the result does not depend on tiling.
+        """
+        clear = self.clear(mask)
+        if not self.dilation:
+            return clear
+        cloud = open_mask(self.cloud(mask), self.opening)
+        clear &= ~grow(cloud, self.dilation)
+        return clear
+
+    def describe(self) -> dict[str, object]:
+        """The rule as JSON-friendly settings (for metadata and band attributes)."""
+        out: dict[str, object] = {"kind": self.kind}
+        if self.kind == "scl":
+            out |= {"scl_exclude": sorted(self.scl_exclude), "scl_cloud": sorted(self.scl_cloud)}
+        else:
+            out |= {
+                "qa_flags": list(self.qa_flags),
+                "qa_cloud": list(self.qa_cloud),
+                "qa_confidence": dict(self.qa_confidence),
+                "use_radsat": self.use_radsat,
+            }
+        return out | {"opening": self.opening, "dilation": self.dilation}
 
 
 def scl_clear(scl: np.ndarray, exclude: tuple[int, ...] = DEFAULT_SCL_EXCLUDE) -> np.ndarray:
@@ -144,13 +208,20 @@ def qa_radsat_clear(
 
 
 def dilate_invalid(clear: np.ndarray, pixels: int) -> np.ndarray:
-    """Shrink the clear area by ``pixels`` (square structuring element) over the last two axes.
-
-    A separable running maximum of the "not clear" mask: O(pixels) shifted ORs per axis.
-    """
+    """Shrink the clear area by ``pixels`` (square structuring element) over the last two axes."""
     if pixels <= 0:
         return clear
-    bad = ~clear
+    return ~grow(~clear, pixels)
+
+
+def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Binary dilation of ``mask`` by a (2p+1)² square over the last two axes (outside: False).
+
+    A separable running maximum: O(pixels) shifted ORs per axis.
+    """
+    if pixels <= 0:
+        return mask
+    bad = mask
     for axis in (-1, -2):
         grown = bad.copy()
         n = bad.shape[axis]
@@ -161,4 +232,15 @@ def dilate_invalid(clear: np.ndarray, pixels: int) -> np.ndarray:
             grown[tuple(lo)] |= bad[tuple(hi)]
             grown[tuple(hi)] |= bad[tuple(lo)]
         bad = grown
-    return ~bad
+    return bad
+
+
+def open_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Binary opening by a (2p+1)² square: erosion then dilation, removing True features
+    narrower than 2p+1 pixels (speckle) and keeping larger ones unchanged. Beyond the array
+    the mask counts as True for the erosion, so features touching the edge are not eroded away
+    by tiling."""
+    if pixels <= 0:
+        return mask
+    eroded = ~grow(~mask, pixels)
+    return grow(eroded, pixels)

@@ -30,6 +30,9 @@ from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 from rgb_assets.core.raster.compositing import COUNT_BAND
+from rgb_assets.core.raster.methods import SOURCE_DATE_BAND
+
+EXTRA_BANDS = (SOURCE_DATE_BAND,)
 
 BLOCK = 512
 ZARR_CHUNK = 512
@@ -148,9 +151,10 @@ def _translate(tmp: Path, dest: Path, nodata: float, resampling: str) -> None:
 
 
 def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
-    """Analysis COG: float32 reflectance bands plus the clear count, NaN nodata, overviews."""
+    """Analysis COG: float32 reflectance bands plus the clear count (then ``source_date`` for a
+    medoid composite), NaN nodata, overviews."""
     grid = grid_of(ds)
-    names = [*bands, COUNT_BAND]
+    names = [*bands, COUNT_BAND, *(n for n in EXTRA_BANDS if n in ds)]
     tmp = staging / f"{path.stem}.raw.tif"
     with rasterio.open(
         tmp,

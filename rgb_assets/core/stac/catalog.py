@@ -285,10 +285,12 @@ def composite_item(
 
     proc = ProcessingExtension.ext(item, add_if_missing=True)
     proc.level = "L3"
-    proc.lineage = (
-        f"Per-pixel median over {stats['observations']} observations of {month.key}, after "
-        f"masking with the {spec.mask_kind.upper()} band and scaling to surface reflectance."
-    )
+    recipe = stats.get("recipe") or {"method": "median"}
+    proc.lineage = _lineage(recipe, stats["observations"], month.key, spec.mask_kind)
+    if recipe.get("mask") or recipe.get("haze"):
+        item.properties["rgb_assets:method"] = recipe["method"]
+        item.properties["rgb_assets:mask_rule"] = recipe.get("mask", {})
+        item.properties["rgb_assets:haze_rule"] = recipe.get("haze", {})
     proc.software = _versions()
     proc.datetime = datetime.now(UTC)
 
@@ -313,6 +315,12 @@ def composite_item(
         for b in bands
     ]
     eo_bands.append(Band.create(name="clear_count", description="clear observations per pixel"))
+    medoid = recipe.get("method") == "medoid"
+    if medoid:
+        eo_bands.append(
+            Band.create(name="source_date", description="day of the medoid observation, "
+                        "days since 1970-01-01")
+        )
     EOExtension.ext(data, add_if_missing=True).bands = eo_bands
     raster_bands = [
         RasterBand.create(
@@ -324,11 +332,12 @@ def composite_item(
         )
         for b in bands
     ]
-    raster_bands.append(
-        RasterBand.create(
-            nodata=NAN, data_type=DataType.FLOAT32, spatial_resolution=grid["resolution"]
+    for _ in range(2 if medoid else 1):
+        raster_bands.append(
+            RasterBand.create(
+                nodata=NAN, data_type=DataType.FLOAT32, spatial_resolution=grid["resolution"]
+            )
         )
-    )
     RasterExtension.ext(data, add_if_missing=True).bands = raster_bands
     visual = add(
         "visual",
@@ -347,3 +356,41 @@ def composite_item(
         href = posixpath.relpath(raw_key, posixpath.dirname(item_key))
         item.add_link(pystac.Link("derived_from", href, pystac.MediaType.GEOJSON))
     return item
+
+
+def _lineage(recipe: dict[str, Any], observations: int, month: str, mask_kind: str) -> str:
+    """Processing lineage: the method and the mask and haze rules that made the composite."""
+    method = recipe.get("method", "median")
+    what = {
+        "median": "Per-pixel median",
+        "medoid": "Per-pixel medoid (the observation closest to all others, its day in "
+        "source_date)",
+        "geomedian": "Per-pixel geometric median (geomad)",
+    }.get(method, f"Per-pixel {method[1:]}th percentile")
+    text = (
+        f"{what} over {observations} observations of {month}, after masking with the "
+        f"{mask_kind.upper()} band and scaling to surface reflectance."
+    )
+    mask = recipe.get("mask") or {}
+    if mask:
+        excluded = mask.get("scl_exclude") or mask.get("qa_flags")
+        grown = mask.get("scl_cloud") or mask.get("qa_cloud")
+        text += (
+            f" Masked: {excluded}; cloud classes {grown} opened by {mask.get('opening', 0)} "
+            f"and dilated by {mask.get('dilation', 0)} pixels (no data is never dilated)."
+        )
+    haze = recipe.get("haze") or {}
+    if haze.get("index", "none") != "none":
+        text += (
+            f" Haze test: observations whose {haze['index']} index exceeds the pixel's "
+            f"{haze['reference']} by more than {haze['margin']} rejected"
+            + (
+                f" (with >= {haze['min_obs']} observations; fewer: {haze['few']})."
+                if haze["reference"] == "median"
+                else "."
+            )
+        )
+    elif haze:
+        text += " No haze test (plain composite)."
+    return text
+

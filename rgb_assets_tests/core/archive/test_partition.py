@@ -174,3 +174,28 @@ def test_whole_copy_that_is_not_the_claimed_raster_is_refused(sample_dir, aoi, t
     assert "not a raster" in skip["reason"]
     assert raw.stats["archived"] == 4
     assert not list((tmp_path / "store").rglob(f"*{d['id']}*"))
+
+
+def test_month_whose_items_all_lack_blue_fails_naming_asset_and_items(sample_dir, aoi, tmp_path):
+    """Not a "no data" success: every item lacks ``blue``, so the step fails and says so."""
+    from rgb_assets.core.domain.errors import MissingInputsError
+
+    collection = pystac.Collection.from_file(str(sample_dir / "collection.json"))
+    dest = tmp_path / "source"
+    collection = collection.full_copy()
+    for item in collection.get_items():
+        item.make_asset_hrefs_absolute()
+    month_items = [i for i in collection.get_items() if i.datetime and MONTH.contains(i.datetime)]
+    for item in month_items:
+        del item.assets["blue"]
+    collection.normalize_hrefs(str(dest))
+    collection.save(pystac.CatalogType.SELF_CONTAINED)
+    source = LocalStacSource(dest / "collection.json")
+    spec, store = get_collection("sentinel-2-l2a"), Store(str(tmp_path / "s"))
+    with pytest.raises(MissingInputsError) as err:
+        archive_partition(source, spec, aoi, MONTH, store)
+    msg = str(err.value)
+    assert f"all {len(month_items)} items lack a required asset" in msg
+    for item in month_items:
+        assert f"item {item.id} has no 'blue' asset" in msg
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.tif"))

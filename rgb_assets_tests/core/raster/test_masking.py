@@ -247,3 +247,125 @@ def test_dilate_matches_brute_force() -> None:
             y0, x0 = max(0, y - pixels), max(0, x - pixels)
             expected[y0 : y + pixels + 1, x0 : x + pixels + 1] = True
         np.testing.assert_array_equal(~dilate_invalid(clear, pixels), expected)
+
+
+# --- Clean-up acts on clouds only --------------------------------------------------------------
+
+
+def test_dilation_grows_clouds_but_never_no_data() -> None:
+    """SCL 0 (no data) along a scene edge stays exactly where it is; a cloud (9) grows by the
+    dilation, and the clear pixels beside the no-data edge are kept."""
+    scl = np.full((9, 9), 4, np.uint8)
+    scl[:, :2] = 0  # out of the footprint
+    scl[6, 6] = 9
+    scl[6, 7] = 9  # a 2-pixel cloud (survives no opening of 0)
+    rule = MaskRule("scl", opening=0, dilation=1)
+    clear = rule.cleaned_clear(scl)
+    expected = np.ones((9, 9), bool)
+    expected[:, :2] = False
+    expected[5:8, 5:9] = False
+    np.testing.assert_array_equal(clear, expected)
+    # Column 2, next to no data, is clear: before, the whole invalid mask was dilated.
+    assert clear[:, 2].all()
+    assert not dilate_invalid(scl_clear(scl), 1)[:, 2].any()
+
+
+def test_every_cloud_class_is_dilated_and_the_others_are_not() -> None:
+    for cls in range(12):
+        scl = np.full((7, 7), 4, np.uint8)
+        scl[2:5, 2:5] = cls
+        clear = MaskRule("scl", opening=0, dilation=1).cleaned_clear(scl)
+        lost = int((~clear).sum())
+        if cls in (3, 8, 9, 10):
+            assert lost == 25, cls  # 3x3 grown to 5x5
+        elif cls in DEFAULT_SCL_EXCLUDE:
+            assert lost == 9, cls  # masked, not grown (no data, defective, snow)
+        else:
+            assert lost == 0, cls
+
+
+def test_opening_removes_speckle_before_dilation() -> None:
+    """A lone cloud pixel (speckle, e.g. a bright roof) stays masked itself but is not grown;
+    a 3x3 cloud survives an opening of 1 and is dilated."""
+    scl = np.full((15, 15), 4, np.uint8)
+    scl[2, 2] = 9  # speckle
+    scl[8:11, 8:11] = 8  # a real cloud
+    clear = MaskRule("scl", opening=1, dilation=2).cleaned_clear(scl)
+    expected = np.ones((15, 15), bool)
+    expected[2, 2] = False
+    expected[6:13, 6:13] = False
+    np.testing.assert_array_equal(clear, expected)
+    # Without opening the speckle grows to 5x5.
+    no_open = MaskRule("scl", opening=0, dilation=2).cleaned_clear(scl)
+    assert int((~no_open[0:5, 0:5]).sum()) == 25
+
+
+def test_landsat_cloud_bits_are_dilated_fill_and_snow_are_not() -> None:
+    qa = np.full((3, 9, 9), CLEAR, np.uint16)
+    qa[0, 4, 4] = CLOUD
+    qa[1, 4, 4] = CLOUD_SHADOW | DILATED_CLOUD
+    qa[2, 4, 4] = FILL
+    qa[2, 0, 0] = SNOW
+    clear = MaskRule("qa_pixel", opening=0, dilation=2).cleaned_clear(qa)
+    assert int((~clear[0]).sum()) == 25 and int((~clear[1]).sum()) == 25
+    assert int((~clear[2]).sum()) == 2  # fill and snow, not grown
+    assert clear[2, 4, 3] and clear[2, 0, 1]
+
+
+def test_cleanup_is_per_time_slice() -> None:
+    scl = np.full((3, 7, 7), 4, np.uint8)
+    scl[1, 3, 3] = 9
+    clear = MaskRule("scl", opening=0, dilation=1).cleaned_clear(scl)
+    assert clear[0].all() and clear[2].all() and int((~clear[1]).sum()) == 9
+
+
+def test_cleanup_on_dask_tiles_equals_whole_array() -> None:
+    """The engine runs the clean-up per tile with ``halo`` pixels of overlap: tiling must not
+    change the answer (clouds crossing tile edges, speckle at tile corners)."""
+    import dask.array as da
+
+    rng = np.random.default_rng(3)
+    scl = rng.choice(np.array([4, 4, 4, 4, 5, 7, 9, 8, 3, 0], np.uint8), (2, 61, 67))
+    scl[:, 20:34, 25:40] = 9  # a big cloud across tiles
+    rule = MaskRule("scl", opening=1, dilation=3)
+    whole = rule.cleaned_clear(scl)
+    tiled = da.map_overlap(
+        rule.cleaned_clear,
+        da.from_array(scl, chunks=(2, 16, 16)),
+        depth={0: 0, 1: rule.halo, 2: rule.halo},
+        boundary="none",
+        dtype=bool,
+    ).compute()
+    np.testing.assert_array_equal(tiled, whole)
+
+
+def test_opening_brute_force() -> None:
+    """Opening = erosion then dilation by a (2p+1)² square, against the set definition: a pixel
+    stays when some (2p+1)² window centred in the array and inside the mask (beyond the array:
+    inside) covers it."""
+    from rgb_assets.core.raster.masking import open_mask
+
+    rng = np.random.default_rng(5)
+    mask = rng.random((14, 15)) > 0.35
+    mask[3:9, 4:11] = True  # a blob that survives, with ragged edges around it
+    mask[:4, -4:] = True  # and one at the corner (beyond the array counts as inside)
+    for p in (1, 2):
+        padded = np.pad(mask, p, constant_values=True)
+        h, w = mask.shape
+        expected = np.zeros_like(mask)
+        for y in range(h):
+            for x in range(w):
+                # The window centred at array (y, x) is padded[y : y + 2p + 1, x : x + 2p + 1].
+                if padded[y : y + 2 * p + 1, x : x + 2 * p + 1].all():
+                    expected[max(0, y - p) : y + p + 1, max(0, x - p) : x + p + 1] = True
+        assert expected.any() and (expected != mask).any()
+        np.testing.assert_array_equal(open_mask(mask, p), expected)
+
+
+def test_mask_rule_describes_itself() -> None:
+    d = MaskRule("scl", opening=2, dilation=5).describe()
+    assert d["opening"] == 2 and d["dilation"] == 5 and d["scl_cloud"] == [3, 8, 9, 10]
+    with pytest.raises(InputError, match="mask.scl_cloud"):
+        MaskRule("scl", scl_cloud=(12,))
+    with pytest.raises(InputError, match="mask.opening"):
+        MaskRule("scl", opening=-1)
