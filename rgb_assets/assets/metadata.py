@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from dagster import AssetExecutionContext, MetadataValue
+from dagster._core.errors import DagsterInvalidPropertyError
 
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.storage.store import Store
@@ -17,6 +18,14 @@ from rgb_assets.steps import CatalogOutcome
 def partition_of(context: AssetExecutionContext) -> tuple[str, Month]:
     """(AOI name, month) of the partition being materialized."""
     return split_key(context.partition_key)
+
+
+def run_config_of(context: AssetExecutionContext) -> dict[str, Any]:
+    """The run's config (empty when the asset is invoked directly, outside any run)."""
+    try:
+        return dict(context.run.run_config)
+    except DagsterInvalidPropertyError:
+        return {}
 
 
 def dashboard() -> MetadataValue | str:

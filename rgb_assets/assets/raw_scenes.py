@@ -6,7 +6,7 @@ from typing import Any, Literal
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field, ValidationError
 
-from rgb_assets.assets.metadata import dashboard, partition_of, timings
+from rgb_assets.assets.metadata import dashboard, partition_of, run_config_of, timings
 from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.errors import InputError
 from rgb_assets.core.storage.layout import PartitionPaths
@@ -85,7 +85,7 @@ def raw_scenes(
     check_month_in_range(month)
     spec = stac.spec()
     check_platforms(config.platforms, spec)
-    grid = composite_run_config(dict(context.run.run_config))
+    grid = composite_run_config(run_config_of(context))
     store = storage.store()
     aoi = storage.aois().get(aoi_name)
     raw = archive_scenes(

@@ -19,6 +19,7 @@ import pytest
 from rgb_assets.core.domain.aoi import Aoi, AoiRegistry
 from rgb_assets.core.domain.collection_specs import get_collection
 from rgb_assets.core.domain.months import Month
+from rgb_assets.core.products import quality
 from rgb_assets.core.products.composite import product_versions, read_product
 from rgb_assets.core.raster.compositing import CompositeOptions
 from rgb_assets.core.raster.masking import MaskRule
@@ -101,7 +102,8 @@ def test_the_four_steps_publish_a_linked_product(published: dict):
     comp = published["comp"]
     assert comp.outcome == "published" and comp.files.version == "v1"
     assert 0.9 < comp.result.stats["clear_fraction"] < 1.0
-    assert all(c.passed for c in comp.checks)
+    assert {c.name for c in comp.checks} == {c.name for c in quality.CHECKS}
+    assert quality.blocking_failures(comp.checks) == []
     derived = published["derived"]
     assert derived.outcome == "published" and derived.derived_from == 2
     assert derived.cog == PATHS.product("v1").cog
@@ -180,7 +182,7 @@ def test_a_composite_failing_a_blocking_check_is_not_published(store: Store, pub
         store, SPEC, aoi, MONTH, OPTIONS, min_clear_fraction=1.0, version="v2"
     )
     assert outcome.outcome == "blocked"
-    failed = [c.name for c in outcome.checks if not c.passed]
+    failed = [c.name for c in quality.blocking_failures(outcome.checks)]
     assert failed == ["clear_coverage"]
     assert outcome.files is None and outcome.kept.version == "v1"
     assert read_product(store, PATHS)[1].version == "v1"  # type: ignore[index]
