@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dagster import MetadataValue
@@ -44,6 +45,26 @@ def cluster_compute() -> Iterator[ClusterReport]:
             yield report
         report.tasks = len(ts.data)
         report.workers_used = {t["worker"] for t in ts.data}
+
+
+@contextlib.contextmanager
+def archive_executor(max_workers: int) -> Iterator[Executor]:
+    """Where a step's independent tasks (one per scene to archive) run.
+
+    Inside a Dask worker: the cluster, through ``worker_client`` (the step secedes, so its
+    tasks spread over every worker, and only their results come back). Elsewhere (in-process
+    execution, the Ray executor): a pool of ``max_workers`` threads in the step's process.
+    """
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        with ThreadPoolExecutor(max_workers) as pool:
+            yield pool
+        return
+    with worker_client() as client:
+        yield client.get_executor(pure=False)
 
 
 def step_dashboard() -> str | None:

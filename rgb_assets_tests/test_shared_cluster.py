@@ -29,7 +29,7 @@ from rgb_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog")
-MONTHS = ["2018-06", "2018-07", "2018-08", "2018-09", "2019-06", "2019-07", "2019-08", "2019-09"]
+MONTHS = ["2017-07", "2018-05", "2018-07", "2018-08", "2019-06", "2019-07", "2019-08", "2019-09"]
 
 
 @pytest.fixture(scope="module")

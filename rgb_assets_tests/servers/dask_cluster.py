@@ -58,9 +58,20 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
         with open(folder / "scheduler.log", "ab") as log:
             procs.append(
                 subprocess.Popen(
-                    [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                     "--dashboard-address", f"127.0.0.1:{dash}"],
-                    stdout=log, stderr=subprocess.STDOUT, cwd=worker_dir, env=clean_env,
+                    [
+                        dask,
+                        "scheduler",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--dashboard-address",
+                        f"127.0.0.1:{dash}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=worker_dir,
+                    env=clean_env,
                     start_new_session=True,
                 )
             )
@@ -68,10 +79,25 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
             with open(folder / f"worker-{i}.log", "ab") as log:
                 procs.append(
                     subprocess.Popen(
-                        [dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                         "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}",
-                         "--preload", "rgb_assets.cluster"],
-                        stdout=log, stderr=subprocess.STDOUT, cwd=worker_dir, env=clean_env,
+                        [
+                            dask,
+                            "worker",
+                            address,
+                            "--host",
+                            "127.0.0.1",
+                            "--nthreads",
+                            "1",
+                            "--dashboard-address",
+                            "127.0.0.1:0",
+                            "--name",
+                            f"w{i}",
+                            "--preload",
+                            "rgb_assets.cluster",
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        cwd=worker_dir,
+                        env=clean_env,
                         start_new_session=True,
                     )
                 )
