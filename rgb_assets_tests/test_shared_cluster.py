@@ -20,10 +20,12 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from rgb_assets.aois import register_aoi
+from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.products.composite import composite_keys, read_published
+from rgb_assets.core.products.composite import read_product
 from rgb_assets.core.storage import checksums
-from rgb_assets.definitions import deployment_resources
+from rgb_assets.core.storage.layout import PartitionPaths
+from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import aoi_partitions
 from rgb_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
 
@@ -40,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
 
 @pytest.fixture(scope="module")
 def storage(sample_dir: Path):  # type: ignore[no-untyped-def]
-    return deployment_resources()["storage"]
+    return pipeline_resources(Settings.from_env())["storage"]
 
 
 def _register(storage, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -103,13 +105,12 @@ def _derived_items(storage, aoi: str) -> list[pystac.Item]:  # type: ignore[no-u
 def _consistent(storage, aoi: str, month: Month) -> None:  # type: ignore[no-untyped-def]
     """The published set is one complete version: every file matches the sidecar's checksum."""
     store = storage.store()
-    published = read_published(store, "sentinel-2-l2a", aoi, month)
+    published = read_product(store, PartitionPaths("sentinel-2-l2a", aoi, month))
     assert published is not None, f"{aoi} {month.key}: nothing published"
     _, files = published
     for key, expected in files.checksums.items():
         assert checksums.to_multihash(store.sha256(key)) == expected, key
-    keys = composite_keys("sentinel-2-l2a", aoi, month)
-    assert store.exists(keys["zarr"] + "/.zmetadata")
+    assert store.exists(files.zarr + "/.zmetadata")
 
 
 def test_workers_have_a_foreign_environment(cluster: DaskCluster) -> None:
