@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from dagster import MetadataValue
 
+from rgb_assets.config import get_settings
+
 
 @dataclass
 class ClusterReport:
@@ -26,8 +28,10 @@ def cluster_compute() -> Iterator[ClusterReport]:
     """Inside a Dask worker (the dask executor), make the cluster the default scheduler.
 
     ``worker_client`` secedes the step's task from the worker's thread pool, so the step's
-    own computation spreads over every worker instead of running on one thread. Outside a
-    worker (in-process execution), Dask's local threaded scheduler is used.
+    own computation spreads over every worker instead of running on one thread. Under the Ray
+    executor (the step is a Ray job, ``RGB_ASSETS_EXECUTOR=ray`` forwarded to it), the graph
+    runs on the Ray cluster through Dask-on-Ray. Otherwise (in-process execution), Dask's local
+    threaded scheduler is used.
     """
     report = ClusterReport()
     try:
@@ -35,6 +39,13 @@ def cluster_compute() -> Iterator[ClusterReport]:
 
         get_worker()
     except (ImportError, ValueError):
+        if get_settings().executor == "ray":
+            from rgb_assets.ray_executor import ray_dask_scheduler
+
+            with ray_dask_scheduler() as dashboard:
+                report.dashboard = dashboard or None
+                yield report
+            return
         yield report
         return
     with worker_client() as client:

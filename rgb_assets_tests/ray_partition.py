@@ -1,0 +1,124 @@
+"""Inside a loopback-only network namespace: start a Ray head, run one partition on the Ray
+executor, list what ran on Ray, stop the head (only the one started here).
+
+    unshare -n sh -c 'ip link set lo up; exec python -m rgb_assets_tests.ray_partition AOI YYYY-MM'
+
+Ray binds the machine's non-loopback address whatever it is told; in a namespace with only
+loopback everything stays on 127.0.0.1. Prints {"run_id", "success", "tasks", "head_log"}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+DASHBOARD_PORT = 8265
+
+
+def _wait_for_dashboard(proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    url = f"http://127.0.0.1:{DASHBOARD_PORT}/api/version"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("ray head exited")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError("the Ray dashboard did not answer")
+
+
+def main(aoi: str, month: str) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="rgb-ray-home-"))
+    env = dict(
+        os.environ, HOME=str(home), RAY_USAGE_STATS_ENABLED="0", RAY_raylet_start_wait_time_s="600"
+    )
+    ray = str(Path(sys.executable).with_name("ray"))
+    log = home / "head.log"
+    with open(log, "wb") as out:
+        head = subprocess.Popen(
+            [
+                ray,
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                "6380",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(DASHBOARD_PORT),
+                "--num-cpus",
+                "2",
+                "--include-dashboard",
+                "true",
+                "--disable-usage-stats",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_dashboard(head)
+        os.environ.update(
+            HOME=str(home),
+            RGB_ASSETS_EXECUTOR="ray",
+            RAY_ADDRESS=f"http://127.0.0.1:{DASHBOARD_PORT}",
+        )
+        from rgb_assets_tests.run_partition import run_partition
+
+        report = run_partition(aoi, month)
+        listed = subprocess.run(
+            [
+                ray,
+                "list",
+                "tasks",
+                "--address",
+                f"http://127.0.0.1:{DASHBOARD_PORT}",
+                "--format",
+                "json",
+                "--limit",
+                "10000",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        jobs = subprocess.run(
+            [ray, "job", "list", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        tasks = json.loads(listed.stdout)
+        report["tasks"] = len(tasks)
+        report["task_names"] = sorted({t.get("name", "") for t in tasks})[:20]
+        report["step_jobs"] = jobs.stdout.count("dagster-step-")
+        return report
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        report_log = log.read_text(errors="replace")[-2000:]
+        print(report_log, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], sys.argv[2])))
