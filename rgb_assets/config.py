@@ -82,8 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RAY_ADDRESS",
         None,
-        "the Ray cluster of `RGB_ASSETS_EXECUTOR=ray` (`127.0.0.1:6379`, `ray://head:10001`); "
-        "unset: a local Ray started by the run",
+        "the job API of the Ray cluster `RGB_ASSETS_EXECUTOR=ray` submits steps to "
+        "(`http://127.0.0.1:8265`); unset: Ray's default",
     ),
     Setting("RGB_ASSETS_FIRST_MONTH", "2013-04", "first month partition (YYYY-MM)"),
     Setting(
@@ -216,7 +216,7 @@ class Settings:
     dask_scheduler: str | None = None
     #: ``dask`` or ``ray``: the engine that runs steps.
     executor: str = "dask"
-    #: The Ray cluster of the ``ray`` executor; ``None``: a local Ray started by the run.
+    #: The job API of the ``ray`` executor's cluster; ``None``: Ray's default.
     ray_address: str | None = None
     #: First month partition.
     first_month: str = "2013-04"

@@ -37,6 +37,30 @@ def _wait_for_dashboard(proc: subprocess.Popen, timeout_s: float = 180.0) -> Non
     raise TimeoutError("the Ray dashboard did not answer")
 
 
+def _wait_for_job_agent(timeout_s: float = 300.0) -> None:
+    """The dashboard answers before the node's job agent does: submit a no-op job until it
+    runs (the run's steps are Ray jobs)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(f"http://127.0.0.1:{DASHBOARD_PORT}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            job = client.submit_job(entrypoint="true")
+        except RuntimeError:
+            time.sleep(2)
+            continue
+        while client.get_job_status(job) not in {
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.STOPPED,
+        }:
+            time.sleep(1)
+        if client.get_job_status(job) == JobStatus.SUCCEEDED:
+            return
+    raise TimeoutError("the Ray job agent did not start")
+
+
 def main(aoi: str, month: str) -> dict:
     home = Path(tempfile.mkdtemp(prefix="rgb-ray-home-"))
     env = dict(
@@ -72,6 +96,7 @@ def main(aoi: str, month: str) -> dict:
         )
     try:
         _wait_for_dashboard(head)
+        _wait_for_job_agent()
         os.environ.update(
             HOME=str(home),
             RGB_ASSETS_EXECUTOR="ray",
@@ -104,7 +129,7 @@ def main(aoi: str, month: str) -> dict:
             env=env,
             check=True,
         )
-        tasks = json.loads(listed.stdout)
+        tasks = json.loads(listed.stdout[listed.stdout.index("[") :])
         report["tasks"] = len(tasks)
         report["task_names"] = sorted({t.get("name", "") for t in tasks})[:20]
         report["step_jobs"] = jobs.stdout.count("dagster-step-")
