@@ -72,7 +72,11 @@ def start(
     memory_limit: str = "auto",
     timeout_s: float = 60.0,
 ) -> str:
-    """Start scheduler and workers unless ours already run; returns the scheduler address."""
+    """Start scheduler and workers unless ours already run; returns the scheduler address.
+
+    They inherit this process's environment (Dask's nanny adds ``MALLOC_TRIM_THRESHOLD_`` for
+    its workers itself); steps get their settings from the run, not from it.
+    """
     from dask.system import CPU_COUNT
 
     address = f"tcp://127.0.0.1:{port}"
@@ -84,7 +88,6 @@ def start(
     state_dir.mkdir(parents=True, exist_ok=True)
     n_workers = n_workers or CPU_COUNT
     logs = [open(state_dir / name, "ab") for name in ("scheduler.log", "workers.log")]  # noqa: SIM115
-    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
     scheduler = subprocess.Popen(
         [
             _dask_cli(),
@@ -98,7 +101,6 @@ def start(
         ],
         stdout=logs[0],
         stderr=subprocess.STDOUT,
-        env=env,
         start_new_session=True,
     )
     deadline = time.monotonic() + timeout_s
@@ -128,7 +130,6 @@ def start(
         ],
         stdout=logs[1],
         stderr=subprocess.STDOUT,
-        env=env,
         start_new_session=True,
     )
     (state_dir / "cluster.json").write_text(

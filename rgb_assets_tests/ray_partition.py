@@ -64,7 +64,11 @@ def _wait_for_job_agent(timeout_s: float = 300.0) -> None:
 def main(aoi: str, month: str) -> dict:
     home = Path(tempfile.mkdtemp(prefix="rgb-ray-home-"))
     env = dict(
-        os.environ, HOME=str(home), RAY_USAGE_STATS_ENABLED="0", RAY_raylet_start_wait_time_s="600"
+        os.environ,
+        HOME=str(home),
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_raylet_start_wait_time_s="600",
+        RAY_agent_register_timeout_ms="600000",
     )
     ray = str(Path(sys.executable).with_name("ray"))
     log = home / "head.log"
