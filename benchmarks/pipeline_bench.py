@@ -174,12 +174,12 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pids, self.every_s = pids, every_s
         self.peak_mb = 0.0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         import psutil
 
-        while not self._stop.is_set():
+        while not self._done.is_set():
             total = 0
             seen: set[int] = set()
             for pid in self.pids:
@@ -198,7 +198,7 @@ class RssSampler(threading.Thread):
             time.sleep(self.every_s)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 

@@ -9,6 +9,7 @@ loopback everything stays on 127.0.0.1. Prints {"run_id", "success", "tasks", "h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,7 +38,27 @@ def _wait_for_dashboard(proc: subprocess.Popen, timeout_s: float = 180.0) -> Non
     raise TimeoutError("the Ray dashboard did not answer")
 
 
-def _wait_for_job_agent(timeout_s: float = 300.0) -> None:
+def _stop_leftovers(home: Path) -> None:
+    """Ray daemons that left the head's process group: ours carry this run's unique HOME."""
+    import psutil
+
+    mine = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("HOME") == str(home) and proc.pid != os.getpid():
+                mine.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    for proc in mine:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(mine, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+def _wait_for_job_agent(head: subprocess.Popen, timeout_s: float = 300.0) -> None:
     """The dashboard answers before the node's job agent does: submit a no-op job until it
     runs (the run's steps are Ray jobs)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -45,6 +66,8 @@ def _wait_for_job_agent(timeout_s: float = 300.0) -> None:
     client = JobSubmissionClient(f"http://127.0.0.1:{DASHBOARD_PORT}")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError("ray head exited")
         try:
             job = client.submit_job(entrypoint="true")
         except RuntimeError:
@@ -61,6 +84,68 @@ def _wait_for_job_agent(timeout_s: float = 300.0) -> None:
     raise TimeoutError("the Ray job agent did not start")
 
 
+def _start_head(ray: str, env: dict, log: Path, home: Path, attempts: int = 3) -> subprocess.Popen:
+    """Start the head and wait until it runs jobs; on a busy machine the raylet can abort while
+    its agents import (15 s limit), so a failed start is cleaned up and retried."""
+    for attempt in range(1, attempts + 1):
+        with open(log, "wb") as out:
+            head = subprocess.Popen(
+                [
+                    ray,
+                    "start",
+                    "--head",
+                    "--block",
+                    "--node-ip-address",
+                    "127.0.0.1",
+                    "--port",
+                    "6380",
+                    "--dashboard-host",
+                    "127.0.0.1",
+                    "--dashboard-port",
+                    str(DASHBOARD_PORT),
+                    "--num-cpus",
+                    "2",
+                    "--include-dashboard",
+                    "true",
+                    "--disable-usage-stats",
+                    # Fixed agent ports (the namespace is private to this run).
+                    "--metrics-export-port",
+                    "52360",
+                    "--dashboard-agent-listen-port",
+                    "52365",
+                    "--dashboard-agent-grpc-port",
+                    "52366",
+                    "--runtime-env-agent-port",
+                    "52367",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            _wait_for_dashboard(head)
+            _wait_for_job_agent(head)
+            return head
+        except (RuntimeError, TimeoutError):
+            _stop_head(head, home)
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _stop_head(head: subprocess.Popen, home: Path) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+    _stop_leftovers(home)
+
+
 def main(aoi: str, month: str) -> dict:
     home = Path(tempfile.mkdtemp(prefix="rgb-ray-home-"))
     env = dict(
@@ -72,35 +157,8 @@ def main(aoi: str, month: str) -> dict:
     )
     ray = str(Path(sys.executable).with_name("ray"))
     log = home / "head.log"
-    with open(log, "wb") as out:
-        head = subprocess.Popen(
-            [
-                ray,
-                "start",
-                "--head",
-                "--block",
-                "--node-ip-address",
-                "127.0.0.1",
-                "--port",
-                "6380",
-                "--dashboard-host",
-                "127.0.0.1",
-                "--dashboard-port",
-                str(DASHBOARD_PORT),
-                "--num-cpus",
-                "2",
-                "--include-dashboard",
-                "true",
-                "--disable-usage-stats",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    head = _start_head(ray, env, log, home)
     try:
-        _wait_for_dashboard(head)
-        _wait_for_job_agent()
         os.environ.update(
             HOME=str(home),
             RGB_ASSETS_EXECUTOR="ray",
@@ -139,12 +197,7 @@ def main(aoi: str, month: str) -> dict:
         report["step_jobs"] = jobs.stdout.count("dagster-step-")
         return report
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        _stop_head(head, home)
         report_log = log.read_text(errors="replace")[-2000:]
         print(report_log, file=sys.stderr)
 
