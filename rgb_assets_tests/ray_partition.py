@@ -152,6 +152,9 @@ def main(aoi: str, month: str) -> dict:
         os.environ,
         HOME=str(home),
         RAY_USAGE_STATS_ENABLED="0",
+        # Steps run as `dagster api execute_step` jobs: the project's environment on PATH, as
+        # in a Ray cluster's image.
+        PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         RAY_raylet_start_wait_time_s="600",
         RAY_agent_register_timeout_ms="600000",
     )
@@ -191,7 +194,8 @@ def main(aoi: str, month: str) -> dict:
             env=env,
             check=True,
         )
-        tasks = json.loads(listed.stdout[listed.stdout.index("[") :])
+        text = listed.stdout
+        tasks = json.loads(text[text.index("[") :]) if "[" in text else []
         report["tasks"] = len(tasks)
         report["task_names"] = sorted({t.get("name", "") for t in tasks})[:20]
         report["step_jobs"] = jobs.stdout.count("dagster-step-")
