@@ -10,7 +10,7 @@ Side by side in one run, on the same cores (see benchmarks/README.md):
   ``overhead_ratio``;
 - a demo-size partition's fixed cost on the persistent cluster: ``small_partition_s``;
 - a backfill of small partitions launched at once, at most ``QUEUE_LIMIT`` runs in progress (the
-  ``max_concurrent_runs`` of ``deploy/dagster.yaml``), on the persistent cluster and with a
+  ``max_concurrent_runs`` of ``dagster.dev.yaml``), on the persistent cluster and with a
   ``LocalCluster`` per run: ``partitions_per_hour``, ``partitions_per_hour_per_run_cluster``;
 - whole-run peak RSS (run process + cluster processes, sampled) at two AOI sizes;
 - ``catalog_update_s_at_1000``: replacing one partition of a static catalog of 1,000.
