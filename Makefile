@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install system-deps sample-data demo dev test lint bench clean
+# The persistent Dask cluster every run of `make demo` / `make dev` uses (rgb_assets/cluster.py).
+DASK_PORT ?= 8786
+DASK_DASHBOARD_PORT ?= 8787
+DASK_SCHEDULER := tcp://127.0.0.1:$(DASK_PORT)
+
+.PHONY: install system-deps sample-data demo dev test lint bench pipeline-bench clean cluster-up cluster-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,15 +24,24 @@ data/sample/collection.json: $(VENV)/.installed
 
 sample-data: data/sample/collection.json
 
-demo: sample-data
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
-	RGB_ASSETS_DEPLOYMENT=demo $(PY) -m rgb_assets.tools.demo
+# Scheduler (dashboard http://127.0.0.1:$(DASK_DASHBOARD_PORT)/status) and one worker per core on
+# 127.0.0.1, started once and left running; workers preload the code location.
+cluster-up: install
+	$(PY) -m rgb_assets.cluster up --port $(DASK_PORT) --dashboard-port $(DASK_DASHBOARD_PORT)
 
-dev: sample-data
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m rgb_assets.cluster down; fi
+
+demo: sample-data cluster-up
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
-	RGB_ASSETS_DEPLOYMENT=demo $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	RGB_ASSETS_DEPLOYMENT=demo RGB_ASSETS_DASK_SCHEDULER=$(DASK_SCHEDULER) $(PY) -m rgb_assets.tools.demo
+	@echo "The Dask cluster keeps running for the next runs (make dev); stop it with make cluster-down."
+
+dev: sample-data cluster-up
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
+	RGB_ASSETS_DEPLOYMENT=demo RGB_ASSETS_DASK_SCHEDULER=$(DASK_SCHEDULER) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The test suite starts real servers: PostgreSQL + PostGIS (pgstac) and Chromium (UI test).
 # Debian packages, installed once (idempotent, nothing done when present).
@@ -45,5 +59,8 @@ lint: install
 bench: install
 	$(PY) benchmarks/composite_bench.py
 
-clean:
+pipeline-bench: install
+	$(PY) benchmarks/pipeline_bench.py
+
+clean: cluster-down
 	rm -rf data/store .dagster_home

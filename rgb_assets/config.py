@@ -25,6 +25,8 @@ from rgb_assets.core.domain.months import Month
 #: Deployments and the STAC source each uses by default.
 SAMPLE_CATALOG = "data/sample/collection.json"
 DEFAULT_STAC_URLS = {"local": EARTH_SEARCH_URL, "demo": SAMPLE_CATALOG}
+#: Engines that can run the pipeline's steps.
+EXECUTORS = ("dask", "ray")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,17 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "address of an existing Dask scheduler (`tcp://host:8786`); unset: a `LocalCluster` "
         "per run",
+    ),
+    Setting(
+        "RGB_ASSETS_EXECUTOR",
+        "dask",
+        "`dask` (the Dask executor) or `ray` (dagster-ray's `ray_executor`, on `RAY_ADDRESS`)",
+    ),
+    Setting(
+        "RAY_ADDRESS",
+        None,
+        "the job API of the Ray cluster `RGB_ASSETS_EXECUTOR=ray` submits steps to "
+        "(`http://127.0.0.1:8265`); unset: Ray's default",
     ),
     Setting("RGB_ASSETS_FIRST_MONTH", "2013-04", "first month partition (YYYY-MM)"),
     Setting(
@@ -201,6 +214,10 @@ class Settings:
     s3_endpoint_url: str | None = None
     #: An existing Dask scheduler; ``None``: a ``LocalCluster`` per run.
     dask_scheduler: str | None = None
+    #: ``dask`` or ``ray``: the engine that runs steps.
+    executor: str = "dask"
+    #: The job API of the ``ray`` executor's cluster; ``None``: Ray's default.
+    ray_address: str | None = None
     #: First month partition.
     first_month: str = "2013-04"
     #: Transactions-enabled STAC API both catalogs are also published to.
@@ -246,6 +263,11 @@ class Settings:
         if root.startswith("s3://"):
             endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
         inbox = env.get("RGB_ASSETS_AOI_INBOX") or None
+        engine = env.get("RGB_ASSETS_EXECUTOR") or "dask"
+        if engine not in EXECUTORS:
+            raise InputError(
+                "RGB_ASSETS_EXECUTOR", f"{engine!r} is not one of {', '.join(EXECUTORS)}"
+            )
         return cls(
             deployment=deployment,
             stac_url=url,
@@ -253,6 +275,8 @@ class Settings:
             storage_root=root,
             s3_endpoint_url=endpoint,
             dask_scheduler=env.get("RGB_ASSETS_DASK_SCHEDULER") or None,
+            executor=engine,
+            ray_address=env.get("RAY_ADDRESS") or None,
             first_month=first,
             publish_url=env.get("RGB_ASSETS_PUBLISH_URL") or None,
             sensor_lookback_months=_positive_int(env, "RGB_ASSETS_SENSOR_LOOKBACK_MONTHS", 2),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dagster import MetadataValue
+
+from rgb_assets.config import get_settings
 
 
 @dataclass
@@ -25,8 +28,10 @@ def cluster_compute() -> Iterator[ClusterReport]:
     """Inside a Dask worker (the dask executor), make the cluster the default scheduler.
 
     ``worker_client`` secedes the step's task from the worker's thread pool, so the step's
-    own computation spreads over every worker instead of running on one thread. Outside a
-    worker (in-process execution), Dask's local threaded scheduler is used.
+    own computation spreads over every worker instead of running on one thread. Under the Ray
+    executor (the step is a Ray job, ``RGB_ASSETS_EXECUTOR=ray`` forwarded to it), the graph
+    runs on the Ray cluster through Dask-on-Ray. Otherwise (in-process execution), Dask's local
+    threaded scheduler is used.
     """
     report = ClusterReport()
     try:
@@ -34,6 +39,13 @@ def cluster_compute() -> Iterator[ClusterReport]:
 
         get_worker()
     except (ImportError, ValueError):
+        if get_settings().executor == "ray":
+            from rgb_assets.ray_executor import ray_dask_scheduler
+
+            with ray_dask_scheduler() as dashboard:
+                report.dashboard = dashboard or None
+                yield report
+            return
         yield report
         return
     with worker_client() as client:
@@ -44,6 +56,26 @@ def cluster_compute() -> Iterator[ClusterReport]:
             yield report
         report.tasks = len(ts.data)
         report.workers_used = {t["worker"] for t in ts.data}
+
+
+@contextlib.contextmanager
+def archive_executor(max_workers: int) -> Iterator[Executor]:
+    """Where a step's independent tasks (one per scene to archive) run.
+
+    Inside a Dask worker: the cluster, through ``worker_client`` (the step secedes, so its
+    tasks spread over every worker, and only their results come back). Elsewhere (in-process
+    execution, the Ray executor): a pool of ``max_workers`` threads in the step's process.
+    """
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        with ThreadPoolExecutor(max_workers) as pool:
+            yield pool
+        return
+    with worker_client() as client:
+        yield client.get_executor(pure=False)
 
 
 def step_dashboard() -> str | None:

@@ -11,7 +11,7 @@ from dagster import Definitions, ExecutorDefinition
 
 from rgb_assets.assets import ALL_ASSETS
 from rgb_assets.config import Settings, get_settings
-from rgb_assets.executor import dask_executor
+from rgb_assets.executor import executor_for
 from rgb_assets.jobs import monthly_composite_job
 from rgb_assets.resources import (
     CatalogsResource,
@@ -41,12 +41,8 @@ def pipeline_resources(settings: Settings) -> dict[str, object]:
 
 
 def pipeline_executor(settings: Settings) -> ExecutorDefinition:
-    """The Dask executor: an existing scheduler when configured, else a cluster per run."""
-    if settings.dask_scheduler:
-        return dask_executor.configured(
-            {"cluster": {"existing": {"address": settings.dask_scheduler}}}
-        )
-    return dask_executor
+    """Dask (an existing scheduler when configured, else a cluster per run) or Ray."""
+    return executor_for(settings)
 
 
 def build_definitions(settings: Settings) -> Definitions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Any
 
 from rgb_assets.core.archive.ingest import ArchiveMode
@@ -27,6 +28,8 @@ def archive_scenes(
     read_roots: tuple[str, ...] = (),
     limits: Limits | None = None,
     grid: dict[str, Any] | None = None,
+    executor: Executor | None = None,
+    max_concurrency: int | None = None,
 ) -> RawScenes:
     """Archive the partition's scenes (checksummed, intact ones reused) and write its manifest,
     which the later steps read.
@@ -46,6 +49,8 @@ def archive_scenes(
         read_roots=read_roots,
         limits=limits,
         grid=grid,
+        executor=executor,
+        max_concurrency=max_concurrency,
     )
     write_manifest(raw, store)
     return raw

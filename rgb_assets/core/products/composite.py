@@ -37,7 +37,7 @@ from rgb_assets.core.domain.months import Month
 from rgb_assets.core.raster.compositing import COUNT_BAND, CompositeOptions, median_composite
 from rgb_assets.core.raster.grids import aoi_geometry, describe, output_geobox
 from rgb_assets.core.raster.residue import ResidueTest, residue_stats
-from rgb_assets.core.raster.stats import band_stats
+from rgb_assets.core.raster.stats import band_stats_zarr
 from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_visual, write_zarr
 from rgb_assets.core.stac.catalog import CompositeFiles
 from rgb_assets.core.storage import checksums
@@ -116,17 +116,26 @@ def compute_composite(
     result.staging = str(staging_root)
     write_zarr(ds, result.zarr_path)
     t1 = time.perf_counter()
-    stored = xr.open_zarr(result.zarr_path, consolidated=True).load()
-    inside = (
-        rasterize(aoi_geometry(aoi), geobox).values
-        if options.clip_to_aoi
-        else np.ones(geobox.shape, bool)
+    stored = xr.open_zarr(result.zarr_path, consolidated=True)  # lazy: metadata only
+    geometry = aoi_geometry(aoi)
+
+    def inside(ys: slice, xs: slice) -> np.ndarray:
+        return rasterize(geometry, stored.odc.geobox[ys, xs]).values
+
+    stats = band_stats_zarr(
+        result.zarr_path, options.bands, inside if options.clip_to_aoi else None
     )
-    stats = band_stats(stored, options.bands, inside)
     if "blue" in options.bands and "red" in options.bands:
-        valid = (stored[COUNT_BAND].values > 0) & inside
+        # The residue check (core.raster.residue) still takes whole arrays.
+        whole = stored[["blue", "red", COUNT_BAND]].load()
+        inside_all = (
+            rasterize(geometry, stored.odc.geobox).values
+            if options.clip_to_aoi
+            else np.ones(stored[COUNT_BAND].shape, bool)
+        )
+        valid = (whole[COUNT_BAND].values > 0) & inside_all
         stats["residue"] = residue_stats(
-            stored["blue"].values, stored["red"].values, valid, residue_test
+            whole["blue"].values, whole["red"].values, valid, residue_test
         )
     stats["recipe"] = options.describe()
     stats["observations"] = int(ds.attrs.get("observations", len(resolved)))

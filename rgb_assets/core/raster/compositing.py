@@ -349,6 +349,13 @@ def load_stack(
     return ds, radsat
 
 
+def _inside_block(geometry: Geometry, geobox: GeoBox, block_info: Any = None) -> np.ndarray:
+    """The AOI mask of one tile (pixel centres inside the polygon, as ``rasterize`` of the
+    whole grid)."""
+    (ys, xs) = block_info[None]["array-location"]
+    return rasterize(geometry, geobox[ys[0] : ys[1], xs[0] : xs[1]]).values
+
+
 def median_composite(
     items: Sequence[ResolvedItem],
     geobox: GeoBox,
@@ -400,8 +407,11 @@ def median_composite(
     band_data = [ds[b].data for b in options.bands]
     inputs: list[Any] = [clear, "tyx", *(a for d in band_data for a in (d, "tyx"))]
     if options.clip_to_aoi and aoi_geometry is not None:
-        inside = rasterize(aoi_geometry, geobox).data
-        inputs += [da.from_array(inside, chunks=mask.chunks[1:]), "yx"]
+        # Rasterized per tile by its own task: a whole-AOI array would be embedded in the graph.
+        inside = da.map_blocks(
+            _inside_block, chunks=mask.chunks[1:], dtype=bool, geometry=aoi_geometry, geobox=geobox
+        )
+        inputs += [inside, "yx"]
     valid = da.blockwise(
         _valid_block,
         "tyx",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,10 +124,10 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
         da.store(sources, targets, regions=regions, lock=lock)
 
 
-def _blocks(height: int, width: int, size: int = BLOCK):
+def _strips(height: int, width: int, size: int = BLOCK) -> Iterator[Window]:
+    """Rows of tiles: one Zarr chunk row and one GeoTIFF tile row per read and write."""
     for row in range(0, height, size):
-        for col in range(0, width, size):
-            yield Window(col, row, min(size, width - col), min(size, height - row))
+        yield Window(0, row, width, min(size, height - row))
 
 
 def _translate(tmp: Path, dest: Path, nodata: float, resampling: str) -> None:
@@ -144,10 +144,30 @@ def _translate(tmp: Path, dest: Path, nodata: float, resampling: str) -> None:
         quiet=True,
         in_memory=False,
         add_mask=False,
+        config=_gdal_threads(),
     )
     ok, errors, _ = cog_validate(str(dest), quiet=True)
     if not ok:
         raise RuntimeError(f"{dest.name} is not a valid COG: {errors}")
+
+
+def _zarr_reader(ds: xr.Dataset) -> Callable[[str, slice, slice], np.ndarray]:
+    """Read a window of a variable straight from the dataset's Zarr store when it has one.
+
+    A Zarr-backed dataset opened with Dask chunks would turn every ``.values`` into a Dask
+    computation, which inside a step on a cluster is a round trip to the scheduler per block;
+    reading the Zarr arrays directly decodes the same chunks in this thread.
+    """
+    source = ds.encoding.get("source")
+    if source and Path(source).exists():
+        group = zarr.open_group(str(source), mode="r")
+        return lambda name, ys, xs: group[name][ys, xs]
+    return lambda name, ys, xs: ds[name].isel(y=ys, x=xs).values
+
+
+def _gdal_threads() -> dict[str, str]:
+    """GDAL deflates a COG's tiles on every core (the step's own thread only waits)."""
+    return {"GDAL_NUM_THREADS": "ALL_CPUS"}
 
 
 def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
@@ -155,6 +175,7 @@ def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> No
     medoid composite), NaN nodata, overviews."""
     grid = grid_of(ds)
     names = [*bands, COUNT_BAND, *(n for n in EXTRA_BANDS if n in ds)]
+    read = _zarr_reader(ds)
     tmp = staging / f"{path.stem}.raw.tif"
     with rasterio.open(
         tmp,
@@ -170,13 +191,13 @@ def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> No
         tiled=True,
         blockxsize=BLOCK,
         blockysize=BLOCK,
-        compress="deflate",
     ) as dst:
+        # Uncompressed: this file is only the input of the COG translation, which compresses.
         for i, name in enumerate(names, start=1):
             dst.set_band_description(i, name)
-        for w in _blocks(grid.height, grid.width):
+        for w in _strips(grid.height, grid.width):
             ys, xs = slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
-            block = np.stack([ds[n].isel(y=ys, x=xs).values.astype("float32") for n in names])
+            block = np.stack([read(n, ys, xs).astype("float32") for n in names])
             dst.write(block, window=w)
     _translate(tmp, path, np.nan, "average")
     tmp.unlink()
@@ -192,6 +213,7 @@ def stretch_to_byte(refl: np.ndarray, vmax: float = VISUAL_MAX) -> np.ndarray:
 def write_visual(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
     """8-bit RGB COG for web maps with the documented linear stretch and nodata 0."""
     grid = grid_of(ds)
+    read = _zarr_reader(ds)
     tmp = staging / f"{path.stem}.raw.tif"
     with rasterio.open(
         tmp,
@@ -207,13 +229,12 @@ def write_visual(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) ->
         tiled=True,
         blockxsize=BLOCK,
         blockysize=BLOCK,
-        compress="deflate",
         photometric="RGB",
     ) as dst:
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
-        for w in _blocks(grid.height, grid.width):
+        for w in _strips(grid.height, grid.width):
             ys, xs = slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width)
-            rgb = np.stack([ds[b].isel(y=ys, x=xs).values for b in bands])
+            rgb = np.stack([read(b, ys, xs) for b in bands])
             # A pixel is nodata in the visual only when every band is.
             byte = stretch_to_byte(rgb)
             allnan = np.isnan(rgb).all(axis=0)

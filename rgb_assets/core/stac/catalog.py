@@ -11,6 +11,7 @@ atomically and the whole update holds the catalog's lock.
 from __future__ import annotations
 
 import contextlib
+import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,19 @@ def _empty_collection(
     )
 
 
+def _dump_collection(coll: dict[str, Any]) -> str:
+    """Collection JSON, indented, with one link per line.
+
+    ``json.dumps(indent=...)`` runs the pure-Python encoder: on a collection with thousands of
+    item links it costs more than everything else in a partition update. Each link is encoded
+    compactly by the C encoder instead.
+    """
+    body = {k: v for k, v in coll.items() if k != "links"}
+    head = json.dumps(body, indent=2)
+    links = ",\n    ".join(json.dumps(link) for link in coll.get("links", []))
+    return f'{head[:-2]},\n  "links": [\n    {links}\n  ]\n}}\n'
+
+
 class StaticCatalog:
     """A self-contained STAC catalog in a store, updated one partition at a time."""
 
@@ -120,49 +134,77 @@ class StaticCatalog:
     def _replace(
         self, template: pystac.Collection, aoi: str, month: Month, items: Sequence[pystac.Item]
     ) -> CatalogUpdate:
-        root = self._open_root()
-        collection = next((c for c in root.get_children() if c.id == template.id), None)
-        fresh = collection is None
-        if collection is None:
+        """Rewrite the partition's items and the collection's links to them.
+
+        Costs O(the partition's items) in pystac work: the collection is edited as JSON (its
+        links are filtered by their relative href, never resolved one by one: pystac's
+        ``get_absolute_href`` scans the owner's links for every link, quadratic in the number
+        of partitions), and the root is written only when the collection is new.
+        """
+        coll_key = layout.catalog_collection(self.prefix, template.id)
+        root_uri = self.store.uri(self.root_key)
+        coll_uri = self.store.uri(coll_key)
+        fresh = not self.store.exists(coll_key)
+        if fresh:
+            root = self._open_root()
             collection = template.clone()
             collection.clear_items()
             root.add_child(collection)
-            collection.set_self_href(
-                self.store.uri(layout.catalog_collection(self.prefix, template.id))
-            )
-        assert isinstance(collection, pystac.Collection)
-        part_uri = self.store.uri(self.partition_dir(template.id, aoi, month)) + "/"
+            collection.set_self_href(coll_uri)
+            collection.save_object(include_self_link=False, stac_io=self.io)
+            root.save_object(include_self_link=False, stac_io=self.io)
+        coll = json.loads(self.store.read_text(coll_key))
+        coll_dir = posixpath.dirname(coll_key)
+        part_rel = f"./{posixpath.relpath(self.partition_dir(template.id, aoi, month), coll_dir)}/"
         keep, removed = [], []
-        for link in collection.links:
-            href = link.get_absolute_href() or ""
-            if link.rel == "item" and href.startswith(part_uri):
-                removed.append(href)
+        for link in coll["links"]:
+            if link.get("rel") == "item" and link.get("href", "").startswith(part_rel):
+                removed.append(posixpath.normpath(f"{coll_dir}/{link['href']}"))
             else:
                 keep.append(link)
-        collection.links = keep
+        # Items are linked to light stand-ins of the root and collection (same ids, titles and
+        # hrefs, no links), so pystac writes their root/parent/collection links without
+        # loading the catalog.
+        root_stub = pystac.Catalog(
+            id=self.prefix.replace("/", "-"),
+            description="",
+            title=json.loads(self.store.read_text(self.root_key)).get("title"),
+        )
+        root_stub.set_self_href(root_uri)
+        root_stub.catalog_type = pystac.CatalogType.SELF_CONTAINED
+        coll_stub = template.clone()
+        coll_stub.clear_links()
+        coll_stub.id = coll["id"]
+        coll_stub.title = coll.get("title")
+        coll_stub.set_self_href(coll_uri)
+        coll_stub.set_root(root_stub)
         update = CatalogUpdate(self.root_key, template.id)
-        new_hrefs = set()
         for item in items:
             key = self.item_key(template.id, aoi, month, item.id)
-            item.set_self_href(self.store.uri(key))
-            collection.add_item(item)
+            coll_stub.add_item(item)
             item.set_self_href(self.store.uri(key))
             # Keys become hrefs here, when STAC is written: relative to the item in the store
             # (pystac keeps hrefs on another host or scheme absolute).
             item.make_asset_hrefs_relative()
-            new_hrefs.add(self.store.uri(key))
+            keep.append(
+                {
+                    "rel": "item",
+                    "href": f"./{posixpath.relpath(key, coll_dir)}",
+                    "type": pystac.MediaType.GEOJSON.value,
+                }
+            )
             update.item_keys.append(key)
+        coll["links"] = keep
         if items:
-            still_linked = [lk for lk in collection.links if lk.rel == "item"]
-            replaced_all = fresh or len(still_linked) == len(items)
-            collection.extent = widen(None if replaced_all else collection.extent, items)
+            linked = sum(1 for lk in keep if lk.get("rel") == "item")
+            replaced_all = fresh or linked == len(items)
+            current = None if replaced_all else pystac.Extent.from_dict(coll["extent"])
+            coll["extent"] = widen(current, items).to_dict()
         for item in items:
             item.save_object(include_self_link=False, stac_io=self.io)
-        collection.save_object(include_self_link=False, stac_io=self.io)
-        root.save_object(include_self_link=False, stac_io=self.io)
-        for href in removed:
-            if href not in new_hrefs:
-                key = self._key_of(href)
+        self.store.write_text(coll_key, _dump_collection(coll))
+        for key in removed:
+            if key not in update.item_keys:
                 self.store.delete(key.rsplit("/", 1)[0])
                 update.removed.append(key)
         return update

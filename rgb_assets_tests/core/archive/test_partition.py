@@ -4,6 +4,8 @@ how each source asset was verified (checksum, size) is reported and kept in the 
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pystac
@@ -199,3 +201,79 @@ def test_month_whose_items_all_lack_blue_fails_naming_asset_and_items(sample_dir
     for item in month_items:
         assert f"item {item.id} has no 'blue' asset" in msg
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.tif"))
+
+
+class _CountingPool(ThreadPoolExecutor):
+    """A real thread pool that records the most tasks it held at once."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        future = super().submit(fn, *args, **kwargs)
+
+        def done(_):  # type: ignore[no-untyped-def]
+            with self.lock:
+                self.running -= 1
+
+        future.add_done_callback(done)
+        return future
+
+
+def _archived(raw) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    return {
+        i.id: {k: a.extra_fields["file:checksum"] for k, a in i.assets.items()} for i in raw.items
+    }
+
+
+def test_scenes_archive_in_parallel_bounded_and_equal_to_one_at_a_time(sample_dir, aoi, tmp_path):
+    from distributed import Client, LocalCluster
+
+    path, _ = _copy_catalog(sample_dir, tmp_path / "source", drop_mask_of=None)
+    spec = get_collection("sentinel-2-l2a")
+    serial = archive_partition(
+        LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "one")), max_concurrency=1
+    )
+    # At most max_concurrency scenes in flight, whatever the pool could take.
+    with _CountingPool(8) as pool:
+        bounded = archive_partition(
+            LocalStacSource(path),
+            spec,
+            aoi,
+            MONTH,
+            Store(str(tmp_path / "two")),
+            executor=pool,
+            max_concurrency=2,
+        )
+    assert pool.peak == 2
+    # As tasks on a real Dask cluster (worker processes), as inside a run.
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        clustered = archive_partition(
+            LocalStacSource(path),
+            spec,
+            aoi,
+            MONTH,
+            Store(str(tmp_path / "three")),
+            executor=client.get_executor(pure=False),
+        )
+    assert serial.stats["archived"] == bounded.stats["archived"] == clustered.stats["archived"] == 5
+    # Same items, same order, byte-identical clips (same checksums) and same verification.
+    assert _archived(serial) == _archived(bounded) == _archived(clustered)
+    assert [i.id for i in serial.items] == [i.id for i in clustered.items]
+    assert serial.source_verification == clustered.source_verification
+    # A re-run finds every scene intact and archives nothing.
+    again = archive_partition(
+        LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "three"))
+    )
+    assert again.stats["intact"] == 5 and again.stats["bytes_written"] == 0
