@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,9 @@ def _expected(sample_dir: Path, feature: dict, out_transform, out_shape):
     for b in ("red", "green", "blue"):
         canvas = np.full((t, h, w), np.nan, "float32")
         canvas[:, rs, cs] = np.where(valid, arr[b] * np.float32(1e-4), np.nan)[src_win]
-        with np.errstate(all="ignore"):
+        # Pixels with no clear observation are all-NaN by design (the composite's nodata).
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             out[b] = np.nanmedian(canvas, axis=0)
     count = np.zeros((h, w), int)
     count[rs, cs] = valid[src_win].sum(axis=0)
