@@ -181,6 +181,9 @@ class StaticCatalog:
         update = CatalogUpdate(self.root_key, template.id)
         for item in items:
             key = self.item_key(template.id, aoi, month, item.id)
+            # Self href first: pystac re-bases relative asset hrefs on every self-href change,
+            # and add_item gives the item its default location under the collection.
+            item.set_self_href(self.store.uri(key))
             coll_stub.add_item(item)
             item.set_self_href(self.store.uri(key))
             # Keys become hrefs here, when STAC is written: relative to the item in the store

@@ -237,8 +237,15 @@ def test_scenes_archive_in_parallel_bounded_and_equal_to_one_at_a_time(sample_di
 
     path, _ = _copy_catalog(sample_dir, tmp_path / "source", drop_mask_of=None)
     spec = get_collection("sentinel-2-l2a")
+    roots = (str(sample_dir),)  # the copied items point at the sample's files
     serial = archive_partition(
-        LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "one")), max_concurrency=1
+        LocalStacSource(path),
+        spec,
+        aoi,
+        MONTH,
+        Store(str(tmp_path / "one")),
+        max_concurrency=1,
+        read_roots=roots,
     )
     # At most max_concurrency scenes in flight, whatever the pool could take.
     with _CountingPool(8) as pool:
@@ -250,6 +257,7 @@ def test_scenes_archive_in_parallel_bounded_and_equal_to_one_at_a_time(sample_di
             Store(str(tmp_path / "two")),
             executor=pool,
             max_concurrency=2,
+            read_roots=roots,
         )
     assert pool.peak == 2
     # As tasks on a real Dask cluster (worker processes), as inside a run.
@@ -266,6 +274,7 @@ def test_scenes_archive_in_parallel_bounded_and_equal_to_one_at_a_time(sample_di
             MONTH,
             Store(str(tmp_path / "three")),
             executor=client.get_executor(pure=False),
+            read_roots=roots,
         )
     assert serial.stats["archived"] == bounded.stats["archived"] == clustered.stats["archived"] == 5
     # Same items, same order, byte-identical clips (same checksums) and same verification.
@@ -274,6 +283,6 @@ def test_scenes_archive_in_parallel_bounded_and_equal_to_one_at_a_time(sample_di
     assert serial.source_verification == clustered.source_verification
     # A re-run finds every scene intact and archives nothing.
     again = archive_partition(
-        LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "three"))
+        LocalStacSource(path), spec, aoi, MONTH, Store(str(tmp_path / "three")), read_roots=roots
     )
     assert again.stats["intact"] == 5 and again.stats["bytes_written"] == 0
