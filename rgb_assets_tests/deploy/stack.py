@@ -175,7 +175,12 @@ def wait_healthy(stack: Stack, timeout_s: float = UP_TIMEOUT_S) -> None:
 
 def compose_env(workdir: Path) -> dict[str, str]:
     """A clean environment: compose lets the shell's variables override the env file."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir)}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        # docker-py's 60 s default is too short for stopping a busy container on 2 cores.
+        "COMPOSE_HTTP_TIMEOUT": "600",
+    }
 
 
 def host_network_config(env_file: Path, workdir: Path) -> Path:
@@ -224,3 +229,18 @@ def compose_stack(workdir: Path, sample_dir: Path) -> Iterator[Stack]:
     finally:
         (workdir / "stack.log").write_text(stack.logs(tail=400))
         stack.compose("down", "-v", "--remove-orphans", "--timeout", "30", check=False)
+        remove_project(project)
+
+
+def remove_project(project: str) -> None:
+    """Whatever ``down`` left behind (it can give up on a busy engine): the project's
+    containers and volumes, found by compose's label. Fails the test if any remain."""
+    label = f"label=com.docker.compose.project={project}"
+    for kind, listing, removal in (
+        ("containers", ["ps", "-aq"], ["rm", "-f"]),
+        ("volumes", ["volume", "ls", "-q"], ["volume", "rm", "-f"]),
+    ):
+        ids = run([DOCKER, *listing, "--filter", label], timeout=300).stdout.split()
+        if ids:
+            run([DOCKER, *removal, *ids], timeout=600)
+            print(f"removed {len(ids)} {kind} that docker-compose down left")
