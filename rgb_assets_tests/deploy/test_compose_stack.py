@@ -212,7 +212,9 @@ def test_stack_runs_a_partition_end_to_end(stack: Stack) -> None:
             datetime="2019-07-01/2019-08-31",
         ).items()
     )
-    assert sorted(i.datetime.strftime("%Y-%m") for i in found) == ["2019-07", "2019-08"], found
+    # A monthly item has datetime null and start_datetime/end_datetime spanning the month.
+    months = sorted(i.properties["start_datetime"][:7] for i in found)
+    assert months == ["2019-07", "2019-08"], found
     fs = _s3(stack)
     for item in found:
         hrefs = {key: a.href for key, a in item.assets.items()}
