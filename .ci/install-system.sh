@@ -4,6 +4,9 @@
 # - PostgreSQL 15 + PostGIS 3: the pgstac database behind the test STAC API
 #   (rgb_assets_tests/servers/pgstac.py runs its own throwaway cluster as the `postgres` user).
 # - chromium: browser for the UI test suite.
+# - docker.io, docker-compose, debootstrap: the Compose stack test (rgb_assets_tests/deploy/)
+#   builds the image from a debootstrapped Debian base (nothing can be pulled) and runs the
+#   stack; the test starts its own dockerd when none is running.
 #
 # Idempotent: does nothing when every package is already installed. Never enables or starts the
 # system PostgreSQL service; tests start their own cluster on a free port.
@@ -14,6 +17,9 @@ PACKAGES=(
     postgresql-15-postgis-3
     postgresql-15-postgis-3-scripts
     chromium
+    docker.io
+    docker-compose
+    debootstrap
 )
 
 if [[ ${EUID} -ne 0 ]]; then
@@ -53,14 +59,17 @@ cleanup() {
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+apt-get -o DPkg::Lock::Timeout=600 update
+apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${PACKAGES[@]}"
 
-# With systemd the unit may still have been enabled; the tests never use it.
+# With systemd the units may still have been enabled; the tests never use them (the stack test
+# starts dockerd itself when it is not running).
 if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 
 test -x /usr/lib/postgresql/15/bin/initdb
 test -f /usr/share/postgresql/15/extension/postgis.control
+test -x /usr/bin/docker && test -x /usr/sbin/dockerd && test -x /usr/bin/docker-compose
+test -x /usr/sbin/debootstrap
 echo "install-system.sh: done"
