@@ -9,7 +9,7 @@ DASK_PORT ?= 8786
 DASK_DASHBOARD_PORT ?= 8787
 DASK_SCHEDULER := tcp://127.0.0.1:$(DASK_PORT)
 
-.PHONY: install system-deps sample-data demo dev test lint bench pipeline-bench clean cluster-up cluster-down
+.PHONY: install system-deps sample-data demo dev test lint bench pipeline-bench serve notebook clean cluster-up cluster-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ dev: sample-data cluster-up
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
 	RGB_ASSETS_DEPLOYMENT=demo RGB_ASSETS_DASK_SCHEDULER=$(DASK_SCHEDULER) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The request service with the map viewer (http://127.0.0.1:8080/map) and API docs (/docs).
+serve: install
+	RGB_ASSETS_DEPLOYMENT=demo $(VENV)/bin/rgb-assets serve --host 127.0.0.1 --port 8080
+
+# JupyterLab (the `notebook` extra) on 127.0.0.1 with notebooks/explore_composites.ipynb.
+notebook: install
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev,notebook]"
+	cd notebooks && RGB_ASSETS_STORAGE_ROOT=$${RGB_ASSETS_STORAGE_ROOT:-$(CURDIR)/data/store} \
+		../$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser explore_composites.ipynb
 
 # The test suite starts real servers: PostgreSQL + PostGIS (pgstac) and Chromium (UI test).
 # Debian packages, installed once (idempotent, nothing done when present).

@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RGB_ASSETS_MAX_SCENES", "200", "most scenes one AOI x month may archive"),
     Setting("RGB_ASSETS_MAX_BODY_BYTES", "1048576", "largest REST request body (bytes); 413 above"),
     Setting(
+        "RGB_ASSETS_PUBLIC_URL",
+        None,
+        "the base URL clients reach `rgb-assets serve` at (`http://host:8080`): derived items get "
+        "`xyz` web-map links to its tiles, and Dagster previews load the thumbnail from it",
+    ),
+    Setting(
         "DAGSTER_HOME",
         None,
         "Dagster's instance folder (runs, AOI partitions); `make demo/dev` use `.dagster_home`",
@@ -228,6 +234,8 @@ class Settings:
     aoi_inbox: str | None = None
     max_toi_months: int = 24
     dagster_graphql: str = "http://127.0.0.1:3000/graphql"
+    #: Base URL of ``rgb-assets serve`` as clients reach it (map tiles, products over HTTP).
+    public_url: str | None = None
     dagster_home: str | None = None
     #: Bearer token of the REST service (None: no authentication).
     api_token: str | None = None
@@ -286,6 +294,7 @@ class Settings:
             max_toi_months=_positive_int(env, "RGB_ASSETS_MAX_TOI_MONTHS", 24),
             dagster_graphql=env.get("RGB_ASSETS_DAGSTER_GRAPHQL")
             or "http://127.0.0.1:3000/graphql",
+            public_url=(env.get("RGB_ASSETS_PUBLIC_URL") or "").strip().rstrip("/") or None,
             dagster_home=env.get("DAGSTER_HOME") or None,
             api_token=env.get("RGB_ASSETS_API_TOKEN") or None,
             allowed_roots=_allowed_roots(env.get("RGB_ASSETS_ALLOWED_ROOTS")),
@@ -320,6 +329,8 @@ class Settings:
             "timeout_s": self.stac_timeout_s,
             "allowed_roots": list(self.allowed_roots),
         }
+        if self.public_url:
+            storage["public_url"] = self.public_url
         return {
             "stac": {"config": stac},
             "storage": {"config": storage},

@@ -33,7 +33,9 @@ def pipeline_resources(settings: Settings) -> dict[str, object]:
             allowed_roots=list(settings.allowed_roots),
         ),
         "storage": StorageResource(
-            root=settings.storage_root, endpoint_url=settings.s3_endpoint_url
+            root=settings.storage_root,
+            endpoint_url=settings.s3_endpoint_url,
+            public_url=settings.public_url,
         ),
         "catalogs": CatalogsResource(publish_url=settings.publish_url),
         "limits": LimitsResource.of(settings.limits),

@@ -20,9 +20,12 @@ from rgb_assets.steps import archive_scenes, catalog_composite, catalog_raw_scen
 REPO = Path(__file__).resolve().parents[1]
 
 
-def produce_partition(sample_dir: Path, aoi_name: str, month: Month) -> tuple[Store, pystac.Item]:
-    """Run the four steps for one partition; returns the store and the derived item."""
-    store = Store(tempfile.mkdtemp(prefix="rgb-produce-"))
+def produce_partition(
+    sample_dir: Path, aoi_name: str, month: Month, store: Store | None = None
+) -> tuple[Store, pystac.Item]:
+    """Run the four steps for one partition (into ``store``, default a fresh one); returns the
+    store and the derived item."""
+    store = store or Store(tempfile.mkdtemp(prefix="rgb-produce-"))
     feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
     aoi, _ = AoiRegistry(store).add(aoi_name, feature)
     spec = get_collection("sentinel-2-l2a")

@@ -26,7 +26,14 @@ def derived_catalog(
     aoi_name, month = partition_of(context)
     store = storage.store()
     aoi = storage.aois().get(aoi_name)
-    outcome = catalog_composite(store, stac.spec(), aoi, month, publish_url=catalogs.publish_url)
+    outcome = catalog_composite(
+        store,
+        stac.spec(),
+        aoi,
+        month,
+        publish_url=catalogs.publish_url,
+        public_url=storage.public_url,
+    )
     metadata = catalog_metadata(store, outcome, catalogs.publish_url)
     if outcome.outcome == "unchanged":
         context.log.info(f"{aoi_name} {month}: no composite published, catalog left as it was")

@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.assets.metadata import partition_of, timings
+from rgb_assets.assets.previews import preview_metadata
 from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.errors import InputError
 from rgb_assets.core.products import quality
@@ -295,4 +296,9 @@ def monthly_composite(
             "thumbnail": MetadataValue.path(store.uri(files.thumbnail)),
             "bytes": sum(files.sizes.values()),
         }
+    metadata |= preview_metadata(
+        store, aoi_name, month, outcome=outcome.outcome, files=files,
+        clear_fraction=result.stats.get("clear_fraction"), scene_count=len(result.raw_item_ids),
+        public_url=storage.public_url,
+    )  # fmt: skip
     return MaterializeResult(metadata=metadata, check_results=check_results(outcome))

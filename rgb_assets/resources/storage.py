@@ -26,6 +26,11 @@ class StorageResource(ConfigurableResource):
         default=None, description="S3-compatible endpoint (MinIO, SeaweedFS); None: AWS"
     )
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of `rgb-assets serve`, which serves this store's products over "
+        "HTTP (RGB_ASSETS_PUBLIC_URL); None: not published over HTTP",
+    )
 
     def store(self) -> Store:
         options = dict(self.storage_options)

@@ -16,7 +16,7 @@ import hmac
 import time
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,18 +27,19 @@ from rgb_assets.core.domain.collection_specs import CollectionSpec, get_collecti
 from rgb_assets.core.domain.errors import InputError, RgbAssetsError
 from rgb_assets.core.domain.limits import Limits, estimate_partition, precheck_vertices
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.stac.catalog import StaticCatalog, derived_collection
 from rgb_assets.core.stac.source import SearchRequest, StacSource
-from rgb_assets.core.storage.layout import DERIVED_CATALOG
+from rgb_assets.core.storage.layout import REQUESTS
 from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import aoi_partitions, partition_key
 from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.service import answers
 from rgb_assets.service.dagster_client import (
     RELAUNCH_STATES,
     DagsterClient,
     DagsterRefused,
     DagsterUnavailable,
 )
+from rgb_assets.service.docs import install_offline_docs
 from rgb_assets.service.models import (
     CompositeRequest,
     DryRun,
@@ -55,11 +56,11 @@ from rgb_assets.service.requests import (
     RequestStore,
     check_bands,
     geometry_name,
-    item_url,
     parse_toi,
     request_id,
     resolve_aoi,
 )
+from rgb_assets.service.viewer import install_viewer
 
 REQUEST_TAG = "rgb_assets/request"
 
@@ -181,7 +182,15 @@ def create_app(
     requests = RequestStore(store)
     auth = _bearer_auth(settings.api_token)
 
-    app = FastAPI(title="rgb-assets request API", description=__doc__, version="0.2.0")
+    app = FastAPI(
+        title="rgb-assets request API",
+        description=__doc__,
+        version="0.2.0",
+        docs_url=None,  # served offline by install_offline_docs
+        redoc_url=None,
+    )
+    install_offline_docs(app)
+    install_viewer(app, storage, spec)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     @app.exception_handler(RequestErrors)
@@ -329,36 +338,66 @@ def create_app(
             ],
         )
 
+    def _base(request: Request) -> str:
+        """Where clients reach this service: the public URL, else the URL they used."""
+        return storage.public_url or str(request.base_url).rstrip("/")
+
+    @app.get(
+        "/requests",
+        response_model=list[answers.RequestSummary],
+        dependencies=[Depends(auth)],
+    )
+    def list_requests(request: Request) -> list[answers.RequestSummary]:
+        """Every stored request, newest first."""
+        out = []
+        for name in store.listdir(REQUESTS):
+            record = requests.get(name.removesuffix(".json")) if name.endswith(".json") else None
+            if record is None:
+                continue
+            out.append(
+                answers.RequestSummary(
+                    request_id=record.request_id,
+                    aoi=record.aoi,
+                    toi=record.toi,
+                    months=record.months,
+                    created=record.created,
+                    url=f"{_base(request)}/requests/{record.request_id}",
+                )
+            )
+        return sorted(out, key=lambda r: r.created, reverse=True)
+
     @app.get(
         "/requests/{request_id}",
         response_model=RequestStatus,
         response_model_exclude_none=True,
         dependencies=[Depends(auth)],
     )
-    def status(request_id: str) -> RequestStatus:
-        """Per-partition run status; derived STAC item URLs once a partition succeeded."""
+    def status(request_id: str, request: Request) -> RequestStatus:
+        """Per partition: the run and its page in the Dagster UI, its status, the failed step
+        and error on failure, the products' URLs over HTTP (item, COGs, thumbnail, viewer,
+        tiles) on success."""
         record = requests.get(request_id) if REQUEST_ID_RE.match(request_id) else None
         if record is None:
             raise HTTPException(404, f"request {request_id!r} not found")
-        catalog = StaticCatalog(store, DERIVED_CATALOG, "", "")
-        cid = derived_collection(get_collection(record.collection)).id
+        base = _base(request)
         runs = []
         for key in record.months:
             month = Month.parse(key)
             pk = str(partition_key(record.aoi, month))
             run_id = record.runs.get(pk)
             state = dagster.status(run_id) if run_id else "NOT_LAUNCHED"
-            items: list[str] = []
-            if state == "SUCCESS":
-                folder = catalog.partition_dir(cid, record.aoi, month)
-                items = [
-                    item_url(store, catalog.item_key(cid, record.aoi, month, name))
-                    for name in store.listdir(folder)
-                    if store.exists(catalog.item_key(cid, record.aoi, month, name))
-                ]
-            runs.append(
-                RunState(partition=pk, month=month.key, run_id=run_id, status=state, items=items)
+            run = RunState(
+                partition=pk,
+                month=month.key,
+                run_id=run_id,
+                run_url=answers.run_url(dagster.url, run_id) if run_id else None,
+                status=state,
             )
+            if state == "FAILURE" and run_id:
+                run.failure = answers.run_failure(dagster, run_id)
+            elif state == "SUCCESS":
+                run.links, run.items = answers.product_links(store, base, spec, record.aoi, month)
+            runs.append(run)
         states = {r.status for r in runs}
         if states == {"SUCCESS"}:
             overall = "done"
@@ -370,8 +409,9 @@ def create_app(
             request_id=request_id, aoi=record.aoi, toi=record.toi, status=overall, runs=runs
         )
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "dagster": dagster.base}
+    @app.get("/health", response_model=answers.Health)
+    def health() -> answers.Health:
+        """Whether Dagster's GraphQL answers (``degraded``: requests cannot launch runs)."""
+        return answers.health(dagster)
 
     return app

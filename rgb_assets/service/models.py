@@ -75,15 +75,38 @@ class DryRun(BaseModel):
     max_memory_bytes: int
 
 
+class ProductLinks(BaseModel):
+    """A succeeded partition's products, over HTTP from this service."""
+
+    item: str | None = Field(description="Derived STAC item (JSON)")
+    cog: str = Field(description="Analysis COG: float32 reflectance bands + clear count")
+    visual: str = Field(description="8-bit RGB COG")
+    thumbnail: str = Field(description="PNG thumbnail")
+    viewer: str = Field(description="The map viewer on this AOI and month")
+    tiles: str = Field(description="XYZ tile URL template of the visual composite")
+
+
+class RunFailure(BaseModel):
+    """Where and why a run failed."""
+
+    step: str | None = Field(description="The failed step (asset), None: the run itself")
+    message: str
+
+
 class RunState(BaseModel):
     partition: str
     month: str
     run_id: str | None = Field(default=None, description="Absent until the run is launched")
+    run_url: str | None = Field(default=None, description="The run in the Dagster UI")
     status: str
-    items: list[str] = Field(default_factory=list)
+    failure: RunFailure | None = Field(default=None, description="On failure: step and error")
+    links: ProductLinks | None = Field(default=None, description="On success: products (HTTP)")
+    items: list[str] = Field(default_factory=list, description="Derived STAC item URLs")
 
 
 class RequestStatus(BaseModel):
+    """A request's progress: ``done`` when every partition succeeded."""
+
     request_id: str
     aoi: str
     toi: str

@@ -29,6 +29,7 @@ from rgb_assets.core.stac.catalog import (
     raw_collection,
 )
 from rgb_assets.core.stac.publish import CatalogKind, PublishReport, StacPublisher
+from rgb_assets.core.stac.viewers import summarize_collection
 from rgb_assets.core.storage import layout
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store
@@ -113,6 +114,7 @@ def catalog_composite(
     month: Month,
     *,
     publish_url: str | None = None,
+    public_url: str | None = None,
 ) -> CatalogOutcome:
     """Make the partition's derived item describe the published composite, linked to the raw
     items it was made from; then drop the product versions no reader can reach any more."""
@@ -125,7 +127,7 @@ def catalog_composite(
         if product is None:
             if not is_withdrawn(store, paths):
                 return CatalogOutcome("unchanged", cat.root_key)
-            update = cat.replace_partition(template, aoi.name, month, [])
+            update = cat.replace_partition(template, aoi.name, month, [], summarize_collection)
             report = _publish(publish_url, "derived", template, aoi.name, month, [])
             remove_versions(store, paths, keep=set())
             clear_withdrawn(store, paths)
@@ -155,8 +157,9 @@ def catalog_composite(
             raw_item_keys=raw_keys,
             stats=result.stats,
             constellation="sentinel-2" if spec.key.startswith("sentinel-2") else "landsat",
+            public_url=public_url,
         )
-        update = cat.replace_partition(template, aoi.name, month, [item])
+        update = cat.replace_partition(template, aoi.name, month, [item], summarize_collection)
         report = _publish(publish_url, "derived", template, aoi.name, month, [item])
         remove_versions(store, paths, keep={files.version})
     return CatalogOutcome(

@@ -15,16 +15,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
 from rgb_assets.partitions import aoi_partitions, partition_key
-from rgb_assets.resources import StacSourceResource, StorageResource
+from rgb_assets.resources import StorageResource
 from rgb_assets_tests.live.conftest import (
     REPO,
     SAMPLE_COLLECTION,
@@ -128,9 +127,12 @@ def request_api(live_dagster: LiveDagster) -> Iterator[str]:
     from rgb_assets.service.app import create_app
 
     app = create_app(
-        live_dagster.graphql_url,
-        storage=StorageResource(root=str(live_dagster.storage_root)),
-        stac=StacSourceResource(url=str(SAMPLE_COLLECTION), collection="sentinel-2-l2a"),
+        Settings(
+            dagster_graphql=live_dagster.graphql_url,
+            storage_root=str(live_dagster.storage_root),
+            stac_url=str(SAMPLE_COLLECTION),
+            collection="sentinel-2-l2a",
+        )
     )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -177,8 +179,15 @@ def test_request_api_end_to_end(live_dagster: LiveDagster, request_api: str) -> 
     assert status.get("status") == "done", f"{status}\n{live_dagster.tail()}"
     print(f"request {rid}: 3 partitions done in {time.monotonic() - t0:.1f} s")
     items = [p for run in status["runs"] for p in run["items"]]
-    assert len(items) == 3 and all(p.startswith("file://") for p in items), items
-    assert all(Path(url2pathname(urlparse(p).path)).is_file() for p in items), items
+    assert len(items) == 3 and all(p.startswith(f"{request_api}/store/") for p in items), items
+    for run in status["runs"]:
+        assert run["run_url"] == f"{live_dagster.url}/runs/{run['run_id']}"
+        links = run["links"]
+        for key in ("item", "cog", "visual", "thumbnail"):
+            answer = httpx.get(links[key], timeout=30)
+            assert answer.status_code == 200, (key, links[key])
+        assert httpx.get(links["item"], timeout=30).json()["type"] == "Feature"
+        assert httpx.get(links["viewer"], timeout=30).status_code == 200
 
     before = _run_ids(live_dagster)
     again = httpx.post(f"{request_api}/requests", json=body, timeout=60)
@@ -343,7 +352,7 @@ def test_ui_lists_assets_and_materializes_a_partition(live_dagster: LiveDagster)
     month = "2019-08-01"
     shot = REPO / "docs" / "screenshots" / "asset-graph.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
-    names = ["raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog"]
+    names = ["raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog", "aoi_timeseries"]
     before = _run_ids(live_dagster)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -373,7 +382,7 @@ def test_ui_lists_assets_and_materializes_a_partition(live_dagster: LiveDagster)
 
             page.get_by_role("button", name="Materialize all…").click()
             dialog = page.get_by_role("dialog")
-            dialog.get_by_text("Launch runs to materialize 4 assets").wait_for()
+            dialog.get_by_text("Launch runs to materialize 5 assets").wait_for()
             page.wait_for_timeout(1000)  # the dialog's opening transition renders it twice
             dialog.get_by_text("Select a partition or create one").first.click()
             page.get_by_role("menuitem", name=aoi.name).click()
@@ -405,6 +414,27 @@ def test_ui_lists_assets_and_materializes_a_partition(live_dagster: LiveDagster)
             _wait_for_texts(page, names)
             page.wait_for_timeout(2000)  # let the graph layout and partition health settle
             page.screenshot(path=str(shot), full_page=False)
+
+            # The composite's thumbnail on its asset page (materialization events), with the
+            # link to the map viewer of the partition.
+            page.goto(
+                f"{live_dagster.url}/assets/monthly_composite?view=events",
+                wait_until="networkidle",
+                timeout=120_000,
+            )
+            show = page.get_by_text("[Show Markdown]").first
+            show.wait_for(timeout=120_000)
+            show.click()
+            dialog = page.get_by_role("dialog")
+            thumbnail = dialog.locator("img[src^='data:image/png']")
+            thumbnail.wait_for(timeout=30_000)
+            page.wait_for_function(
+                "img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
+            )
+            viewer = dialog.get_by_role("link", name=f"Open {aoi.name} 2019-08 in the map viewer")
+            assert "/map?aoi=" in (viewer.get_attribute("href") or "")
+            preview = REPO / "docs" / "screenshots" / "dagster-thumbnail.png"
+            page.screenshot(path=str(preview), full_page=False)
         finally:
             browser.close()
     item_dir = live_dagster.storage_root / DERIVED / aoi.name / "2019-08"

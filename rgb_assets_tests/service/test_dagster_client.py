@@ -29,6 +29,7 @@ from rgb_assets.resources import StorageResource
 from rgb_assets.service.app import create_app
 from rgb_assets_tests.servers.graphql_proxy import GraphQLProxy
 
+REPO = Path(__file__).resolve().parents[2]
 QUEUED_INSTANCE = """telemetry:
   enabled: false
 run_coordinator:
@@ -275,3 +276,98 @@ def test_fifty_concurrent_posts_launch_each_partition_once(
         assert all(a.status_code == 202 for a in retries)
         assert proxy.launches == 10
         assert sum(len(_runs(webserver.instance, aoi)) for aoi in aois) == 10
+
+
+def test_get_answers_run_links_failures_products_and_list(
+    client: TestClient, webserver: Webserver, storage: StorageResource, sample_dir: Path
+) -> None:
+    """GET /requests/{id}: the run and its page in the Dagster UI, the failed step and error
+    of a failed run, the products over HTTP for a succeeded one; GET /requests lists it."""
+    from dagster import DagsterEvent, DagsterEventType
+    from dagster._core.execution.plan.objects import StepFailureData
+    from dagster._utils.error import SerializableErrorInfo
+
+    from rgb_assets.core.domain.months import Month
+    from rgb_assets_tests.producer import produce_partition
+
+    instance = webserver.instance
+    feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
+    body = {"aoi": feature["geometry"], "toi": "2019-07-01/2019-08-31", "name": "answers"}
+    first = client.post("/requests", json=body)
+    assert first.status_code == 202, first.text
+    rid = first.json()["request_id"]
+    july, august = (x["run_id"] for x in first.json()["runs"])
+    ui = webserver.graphql_url.removesuffix("/graphql")
+
+    queued = client.get(f"/requests/{rid}").json()
+    assert [r["run_url"] for r in queued["runs"]] == [f"{ui}/runs/{july}", f"{ui}/runs/{august}"]
+    assert {r["status"] for r in queued["runs"]} == {"QUEUED"}
+    assert all("links" not in r and "failure" not in r for r in queued["runs"])
+
+    # July fails in its composite step; August succeeds and its product is published.
+    run = instance.get_run_by_id(july)
+    error = SerializableErrorInfo("ValueError: reflectance out of range", [], "ValueError")
+    instance.report_dagster_event(
+        DagsterEvent(
+            DagsterEventType.STEP_FAILURE.value,
+            run.job_name,
+            step_key="monthly_composite",
+            event_specific_data=StepFailureData(error=error, user_failure_data=None),
+            message="step failed",
+        ),
+        july,
+    )
+    instance.report_run_failed(run)
+    produce_partition(sample_dir, "answers", Month(2019, 8), storage.store())
+    instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_SUCCESS.value, run.job_name, message="done"), august
+    )
+
+    answer = client.get(f"/requests/{rid}").json()
+    assert answer["status"] == "failed"
+    failed, done = answer["runs"]
+    assert failed["status"] == "FAILURE" and "links" not in failed
+    assert failed["failure"] == {
+        "step": "monthly_composite",
+        "message": "ValueError: reflectance out of range",
+    }
+    assert done["status"] == "SUCCESS" and "failure" not in done
+    links = done["links"]
+    assert all(v.startswith("http://testserver/") for v in links.values()), links
+    assert links["viewer"] == "http://testserver/map?aoi=answers&month=2019-08"
+    assert done["items"] == [links["item"]]
+    item = client.get(links["item"])
+    assert item.status_code == 200 and item.json()["id"] == "answers_2019-08_sentinel-2-l2a"
+    assert client.get(links["thumbnail"]).content[:4] == b"\x89PNG"
+    assert client.get(links["cog"]).status_code == 200
+    tile = links["tiles"].replace("{z}/{x}/{y}", "13/9196/5858")
+    assert client.get(tile).status_code in (200, 404)  # a tile URL the tiler answers
+
+    listed = client.get("/requests").json()
+    mine = [r for r in listed if r["request_id"] == rid]
+    assert mine == [
+        {
+            "request_id": rid,
+            "aoi": "answers",
+            "toi": "2019-07-01/2019-08-31",
+            "months": ["2019-07", "2019-08"],
+            "created": mine[0]["created"],
+            "url": f"http://testserver/requests/{rid}",
+        }
+    ]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"RequestStatus", "RunState", "ProductLinks", "RunFailure", "Health"} <= set(schema)
+
+
+def test_health_reports_whether_dagster_answers(
+    client: TestClient, storage: StorageResource
+) -> None:
+    ok = client.get("/health").json()
+    assert ok["status"] == "ok" and ok["dagster"]["graphql"] == "ok"
+    assert "version" in ok["dagster"]
+    down = create_app(settings_for("http://127.0.0.1:9/graphql", storage))
+    answer = TestClient(down).get("/health")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "degraded"
+    assert answer.json()["dagster"]["graphql"] == "unreachable"
+    assert "unavailable" in answer.json()["dagster"]["error"]

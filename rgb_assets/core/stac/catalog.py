@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -36,9 +36,14 @@ from rgb_assets.core.stac.properties import (
     MONTH_PROP,
     OBSERVATIONS_PROP,
 )
+from rgb_assets.core.stac.viewers import SCENES_PROP, add_renders, add_web_map_links
 from rgb_assets.core.storage import layout
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store, stac_io
+
+# Called under the catalog lock with (collection, store, collection key, aoi, month, items)
+# before the collection is saved: e.g. :func:`rgb_assets.core.stac.viewers.summarize_collection`.
+Summarize = Callable[[dict[str, Any], Store, str, str, Month, Sequence[pystac.Item]], None]
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 # The raster extension spells a NaN nodata as the string "nan" (JSON has no NaN).
@@ -126,13 +131,19 @@ class StaticCatalog:
         aoi: str,
         month: Month,
         items: Sequence[pystac.Item],
+        summarize: Summarize | None = None,
     ) -> CatalogUpdate:
         """Make the partition's items exactly ``items`` (an empty list unpublishes it)."""
         with self.store.lock(f"{self.prefix}/.lock"):
-            return self._replace(template, aoi, month, items)
+            return self._replace(template, aoi, month, items, summarize)
 
     def _replace(
-        self, template: pystac.Collection, aoi: str, month: Month, items: Sequence[pystac.Item]
+        self,
+        template: pystac.Collection,
+        aoi: str,
+        month: Month,
+        items: Sequence[pystac.Item],
+        summarize: Summarize | None = None,
     ) -> CatalogUpdate:
         """Rewrite the partition's items and the collection's links to them.
 
@@ -205,6 +216,8 @@ class StaticCatalog:
             coll["extent"] = widen(current, items).to_dict()
         for item in items:
             item.save_object(include_self_link=False, stac_io=self.io)
+        if summarize is not None:
+            summarize(coll, self.store, coll_key, aoi, month, items)
         self.store.write_text(coll_key, _dump_collection(coll))
         for key in removed:
             if key not in update.item_keys:
@@ -297,8 +310,10 @@ def composite_item(
     raw_item_keys: Sequence[str],
     stats: dict[str, Any],
     constellation: str | None = None,
+    public_url: str | None = None,
 ) -> pystac.Item:
-    """The STAC item of one monthly composite, with proj, raster, eo, processing and file."""
+    """The STAC item of one monthly composite, with proj, raster, eo, processing, file and
+    render (plus web-map-links to the request service's tiles when ``public_url`` is given)."""
     end = month.end.timestamp() - 1e-3
     item = pystac.Item(
         id=item_id,
@@ -313,6 +328,7 @@ def composite_item(
             MONTH_PROP: month.key,
             OBSERVATIONS_PROP: stats["observations"],
             CLEAR_FRACTION_PROP: stats["clear_fraction"],
+            SCENES_PROP: stats.get("items", stats["observations"]),
         },
     )
     if constellation:
@@ -400,6 +416,9 @@ def composite_item(
     for raw_key in raw_item_keys:
         href = posixpath.relpath(raw_key, posixpath.dirname(item_key))
         item.add_link(pystac.Link("derived_from", href, pystac.MediaType.GEOJSON))
+    add_renders(item, bands)
+    if public_url:
+        add_web_map_links(item, public_url, aoi.name, month)
     return item
 
 

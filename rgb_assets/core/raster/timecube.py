@@ -1,0 +1,153 @@
+"""An AOI's time cube: every monthly composite of the AOI in one Zarr with a ``time`` dimension.
+
+``timecubes/{collection}/{aoi}.zarr`` (Zarr v2, consolidated) holds ``red``, ``green``, ``blue``
+(float32 reflectance, NaN no data) and ``clear_count`` on dims ``(time, y, x)``, ``time`` being
+each month's first instant, plus the CF/GDAL ``spatial_ref`` (``crs_wkt`` + ``GeoTransform``),
+so one ``xarray.open_zarr`` gives the cube with its CRS (rioxarray and odc-geo read it).
+
+A month is written as one time step: replaced in place (a region write) when the cube has it,
+appended when it is later than every step, and inserted by rewriting the cube in time order
+otherwise; a month that became "no data" is removed. So a re-made month never duplicates a step.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from rgb_assets.core.domain.months import Month
+from rgb_assets.core.storage.store import Store
+
+GRID_COORDS = ("x", "y", "spatial_ref")
+Action = Literal["created", "appended", "replaced", "inserted", "removed", "unchanged"]
+
+
+class GridMismatch(ValueError):
+    """A month's composite is on another grid than the cube (other CRS, resolution or extent)."""
+
+
+@dataclass(frozen=True)
+class CubeUpdate:
+    """What writing one month did to the cube."""
+
+    key: str
+    action: Action
+    months: list[str]
+
+
+def cube_key(collection: str, aoi: str) -> str:
+    return f"timecubes/{collection}/{aoi}.zarr"
+
+
+def _time(month: Month) -> np.datetime64:
+    return np.datetime64(month.start.replace(tzinfo=None), "ns")
+
+
+def _target(store: Store, key: str) -> Any:
+    """What ``to_zarr``/``open_zarr`` take for a store key: a local path or an fsspec mapper."""
+    return str(store.local_path(key)) if store.is_local else store.fs.get_mapper(store._path(key))
+
+
+def month_step(composite: xr.Dataset, month: Month) -> xr.Dataset:
+    """One monthly composite (as written by ``write_zarr``) as a one-step cube slice."""
+    step = composite.expand_dims(time=[_time(month)])
+    step.attrs = {}
+    for name in step.data_vars:
+        step[name].encoding = {}
+        if step[name].dtype.kind == "f":
+            step[name].encoding["_FillValue"] = np.float32(np.nan)
+    step["time"].encoding = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian"}
+    return step
+
+
+def _same_grid(a: xr.Dataset, b: xr.Dataset) -> bool:
+    return (
+        a.sizes["x"] == b.sizes["x"]
+        and a.sizes["y"] == b.sizes["y"]
+        and np.allclose(a["x"].values, b["x"].values)
+        and np.allclose(a["y"].values, b["y"].values)
+        and a["spatial_ref"].attrs.get("crs_wkt") == b["spatial_ref"].attrs.get("crs_wkt")
+    )
+
+
+def _write_whole(cube: xr.Dataset, store: Store, key: str) -> None:
+    """Write a complete cube beside the old one, then swap it into place."""
+    cube = cube.sortby("time").chunk({"time": 1, "y": 512, "x": 512})
+    if store.is_local:
+        final = store.local_path(key)
+        tmp = final.with_name(f".{final.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        cube.to_zarr(str(tmp), mode="w", zarr_format=2, consolidated=True)
+        old = final.with_name(f".{final.name}.old")
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # object stores have no rename: the cube is rewritten in place
+        store.delete(key)
+        cube.to_zarr(_target(store, key), mode="w", zarr_format=2, consolidated=True)
+
+
+def open_cube(store: Store, key: str) -> xr.Dataset | None:
+    if not store.exists(f"{key}/.zmetadata"):
+        return None
+    return xr.open_zarr(_target(store, key), consolidated=True)
+
+
+def write_month(store: Store, key: str, month: Month, composite: xr.Dataset | None) -> CubeUpdate:
+    """Put one month's composite into the cube (``None``: the month has no data: remove it).
+
+    Callers hold a lock on the cube: two months of one AOI must not write it at once.
+    """
+    t = _time(month)
+    cube = open_cube(store, key)
+    if cube is None:
+        if composite is None:
+            return CubeUpdate(key, "unchanged", [])
+        _write_whole(month_step(composite, month), store, key)
+        return CubeUpdate(key, "created", [month.key])
+    times = pd.DatetimeIndex(cube["time"].values)
+    if composite is None:
+        if t not in times:
+            return CubeUpdate(key, "unchanged", _months(times))
+        kept = cube.sel(time=times != t).load()
+        if kept.sizes["time"] == 0:
+            store.delete(key)
+            return CubeUpdate(key, "removed", [])
+        _write_whole(kept, store, key)
+        return CubeUpdate(key, "removed", _months(kept["time"].values))
+    step = month_step(composite, month)
+    if not _same_grid(cube, step):
+        raise GridMismatch(
+            f"{month.key}: the composite's grid differs from the time cube {key}; "
+            "remove the cube to rebuild it on the new grid"
+        )
+    data = step.drop_vars([c for c in GRID_COORDS if c in step.coords])
+    if t in times:
+        i = int(times.get_loc(t))
+        data.to_zarr(
+            _target(store, key), region={"time": slice(i, i + 1)}, zarr_format=2,
+            consolidated=True,
+        )  # fmt: skip
+        return CubeUpdate(key, "replaced", _months(times))
+    if t > times.max():
+        data.to_zarr(_target(store, key), append_dim="time", zarr_format=2, consolidated=True)
+        return CubeUpdate(key, "appended", _months(times.append(pd.DatetimeIndex([t]))))
+    merged = xr.concat([cube.load(), step.load()], dim="time")
+    _write_whole(merged, store, key)
+    return CubeUpdate(key, "inserted", _months(merged["time"].values))
+
+
+def _months(times: Any) -> list[str]:
+    return sorted(pd.DatetimeIndex(times).strftime("%Y-%m"))
+
+
+def read_composite(store: Store, zarr_key: str) -> xr.Dataset:
+    """A published monthly composite Zarr, loaded (it is one AOI x month: small)."""
+    return xr.open_zarr(_target(store, zarr_key), consolidated=True).load()
