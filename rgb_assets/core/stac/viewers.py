@@ -84,9 +84,11 @@ def summarize_collection(
     for item in items:
         thumb = item.assets.get("thumbnail")
         thumb_href = None
-        if thumb is not None:
-            href = thumb.href
-            thumb_href = posixpath.normpath(f"{aoi}/{month.key}/{item.id}/{href}")
+        absolute = thumb.get_absolute_href() if thumb is not None else None
+        root = store.uri("x")[:-1]
+        if absolute and absolute.startswith(root):
+            # The thumbnail's store key, relative to the collection's folder.
+            thumb_href = posixpath.relpath(absolute[len(root) :], folder)
         rows.append(
             {
                 "aoi": aoi,
