@@ -195,7 +195,7 @@ def _add_asset(item: pystac.Item, key: str, path: Path, *, band: Band | None) ->
         ]
     file_ext = FileExtension.ext(asset, add_if_missing=True)
     file_ext.size = path.stat().st_size
-    file_ext.checksum = checksums.multihashchecksums.file_digest(path)
+    file_ext.checksum = checksums.multihash_sha256(path)
 
 
 def _footprint(transform: Affine, shape: tuple[int, int]) -> tuple[list[float], Polygon]:
