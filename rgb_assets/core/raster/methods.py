@@ -15,7 +15,6 @@ per tile on Dask. The median has its own exact, faster engine (``compositing._me
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,12 +51,28 @@ def reflectance(
 
 
 def percentile_block(stack: np.ndarray, q: float) -> np.ndarray:
-    """(T, y, x) reflectance with NaN → (y, x) float32 percentile, NaN without observations."""
-    if stack.shape[0] == 0:
-        return np.full(stack.shape[1:], np.nan, np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: NaN, as wanted
-        return np.nanpercentile(stack, q, axis=0).astype(np.float32)
+    """(T, y, x) reflectance with NaN → (y, x) float32 percentile, NaN without observations.
+
+    ``numpy.nanpercentile``'s linear method, vectorised: one sort along time (NaN sorts last),
+    then per pixel the values at ranks floor and ceil of ``q/100 * (n - 1)`` of its n
+    observations, interpolated. (``nanpercentile`` itself loops over pixels when data has
+    NaN: about 1000x slower on a tile.)
+    """
+    t, y, x = stack.shape
+    if t == 0:
+        return np.full((y, x), np.nan, np.float32)
+    ordered = np.sort(stack, axis=0)
+    n = (~np.isnan(stack)).sum(axis=0)
+    rank = (q / 100.0) * np.maximum(n - 1, 0)
+    lo = np.floor(rank).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    a = np.take_along_axis(ordered, lo[None], axis=0)[0].astype(np.float64)
+    b = np.take_along_axis(ordered, hi[None], axis=0)[0].astype(np.float64)
+    frac = rank - lo
+    with np.errstate(invalid="ignore"):
+        out = a + (b - a) * frac
+    out[n == 0] = np.nan
+    return out.astype(np.float32)
 
 
 def medoid_block(stacks: Sequence[np.ndarray], days: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""quality.evaluate: the three blocking checks of a composite, known answers."""
+"""quality.evaluate: the blocking checks of a composite and the residue check, known answers
+(the residue check itself: ``core/raster/test_residue.py``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,16 @@ def _result(
         no_data=no_data,
         grid=GRID if grid is None else grid,
         requested_grid=GRID,
-        stats={"clear_fraction": clear_fraction, "bands": bands},
+        stats={
+            "clear_fraction": clear_fraction,
+            "bands": bands,
+            "residue": {
+                "residue_fraction": 0.002,
+                "residue_pixels": 2,
+                "valid_pixels": 1000,
+                "test": "blue > 0.08 and blue - 0.5 red > 0.04",
+            },
+        },
         raw_item_ids=["a", "b", "c"],
     )
 
@@ -41,13 +51,16 @@ def test_a_good_composite_passes_every_check():
     outcomes = quality.evaluate(_result(), min_clear_fraction=0.05)
     assert [o.name for o in outcomes] == [c.name for c in quality.CHECKS]
     assert all(o.passed for o in outcomes)
-    blocking = {c.name for c in quality.CHECKS if c.blocking}
-    assert all(o.severity == "error" for o in outcomes if o.name in blocking)
-    # The residue check warns by default (blocks only when configured to).
-    assert _by_name(outcomes)["cloud_residue"].severity == "warn"
+    # The residue check warns unless configured to block; the others are errors.
+    assert [o.severity for o in outcomes] == ["error", "error", "error", "warn"]
     assert quality.blocking_failures(outcomes) == []
     coverage = _by_name(outcomes)["clear_coverage"]
-    assert coverage.metadata == {"clear_fraction": 0.9, "minimum": 0.05, "scene_count": 3}
+    assert {k: coverage.metadata[k] for k in ("clear_fraction", "minimum", "scene_count")} == {
+        "clear_fraction": 0.9,
+        "minimum": 0.05,
+        "scene_count": 3,
+    }
+    assert coverage.metadata["month"] == "2019-07"
 
 
 def test_no_data_fails_every_check_as_a_warning_that_does_not_block():

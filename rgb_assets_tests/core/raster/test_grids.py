@@ -80,7 +80,9 @@ def test_explicit_crs(aoi: Aoi):
         ({"resolution": -10}, "resolution"),
         ({"resolution": 10, "crs": "EPSG:999999"}, "crs"),
         ({"resolution": 10, "crs": "not a crs"}, "crs"),
-        ({"resolution": 0.01}, "aoi"),  # 94,000 x 89,000 px: names the AOI size and resolution
+        # About 94,000 x 89,000 pixels: the error names the AOI and its extent at that
+        # resolution (too large an AOI or too fine a resolution), field "aoi".
+        ({"resolution": 0.01}, "aoi"),
     ],
 )
 def test_bad_grids_name_the_field(aoi: Aoi, kwargs: dict, field: str):
