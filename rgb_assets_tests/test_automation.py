@@ -31,9 +31,10 @@ def test_archiving_a_past_month_refreshes_its_downstream_partitions() -> None:
             AssetMaterialization(asset_key="raw_scenes", partition=PAST)
         )
         second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-        for key in ("raw_catalog", "monthly_composite", "derived_catalog"):
+        for key in ("raw_catalog", "monthly_composite", "derived_catalog", "aoi_timeseries"):
             assert _requested(second, key) == {PAST}, key
-        assert second.total_requested == 3
+        # raw_catalog, monthly_composite, derived_catalog and the AOI's time cube
+        assert second.total_requested == 4
 
         third = evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
         assert third.total_requested == 0  # requested once, not on every tick

@@ -26,6 +26,7 @@ def test_the_job_resolves_with_every_asset(tmp_path: Path):
         "raw_catalog",
         "monthly_composite",
         "derived_catalog",
+        "aoi_timeseries",
     }
     assert job.executor_def is dask_executor
 

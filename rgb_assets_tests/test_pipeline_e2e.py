@@ -260,7 +260,10 @@ def test_run_metadata_and_dask_cluster(pipeline):
     assert md["recipe"]["method"] == "median" and md["recipe"]["haze"] == {"index": "none"}
     assert md["recipe"]["mask"]["dilation"] == 0 and md["residue_fraction"] < 0.01
     assert md["dask_dashboard"].startswith("http")
-    assert md["dask_workers_used"] == md["dask_workers_total"] >= 2
+    # The composite ran on the run's cluster (a 92 x 96 px month is one tile: its few tasks
+    # may all land on one of the workers).
+    assert md["dask_workers_total"] >= 2
+    assert 1 <= md["dask_workers_used"] <= md["dask_workers_total"]
     dashboard = md["dask_dashboard"]
     # Every asset records counts, timings, where its output went, and the run's dashboard.
     raw = _materialization(pipeline["instance"], "raw_scenes", pipeline["runs"][0])
