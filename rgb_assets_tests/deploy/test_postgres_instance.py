@@ -30,6 +30,7 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
+from rgb_assets.assets import ALL_ASSETS
 from rgb_assets_tests.servers.pgstac import (
     PG_OS_USER,
     _check_binaries,
@@ -390,4 +391,4 @@ def test_run_sensor_tick_and_restart(deployment: Deployment) -> None:
           events { __typename } } } }""",
         {"id": run_id},
     )["logsForRun"]["events"]
-    assert sum(e["__typename"] == "MaterializationEvent" for e in logs) == 4, logs
+    assert sum(e["__typename"] == "MaterializationEvent" for e in logs) == len(ALL_ASSETS), logs

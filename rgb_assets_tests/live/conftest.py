@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_COLLECTION = REPO / "data" / "sample" / "collection.json"
@@ -105,7 +106,11 @@ def dagster_dev(
         pytest.fail(f"sample catalog missing at {SAMPLE_COLLECTION}: run `make sample-data`")
     home = base / "dagster_home"
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((REPO / "dagster.dev.yaml").read_text() + instance_yaml)
+    # The test's settings merged over the dev instance's (section by section, theirs win).
+    config = yaml.safe_load((REPO / "dagster.dev.yaml").read_text())
+    for key, value in (yaml.safe_load(instance_yaml) or {}).items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     storage_root = base / "store"
     port = free_port()
     env = {
