@@ -142,3 +142,29 @@ def test_endpoint_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.from_env(env).s3_endpoint_url == "http://127.0.0.1:9001"
     assert Settings.from_env({"AWS_ENDPOINT_URL": "http://x:1"}).s3_endpoint_url is None
     assert StorageResource(root="/tmp/x").gdal_options() == {}  # local roots need nothing
+
+
+def test_a_long_lived_store_sees_objects_other_processes_write(
+    s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service (REST, viewer, sensor) keeps its store for hours while runs in other
+    processes publish: a listing it made earlier must not hide their objects."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    service = StorageResource(root=f"s3://{s3.bucket}/listing", endpoint_url=s3.endpoint_url)
+    store = service.store()
+    store.write_text("products/a.json", "{}")
+    assert store.listdir("products") == ["a.json"]
+    assert store.exists("products/a.json") and not store.exists("products/b.json")
+    # Another process (its own client, no shared cache) publishes a second object.
+    other = type(s3.fs())(
+        key=s3.access_key,
+        secret=s3.secret_key,
+        client_kwargs={"endpoint_url": s3.endpoint_url},
+        skip_instance_cache=True,
+    )
+    other.pipe(f"{s3.bucket}/listing/products/b.json", b"{}")
+    assert sorted(store.listdir("products")) == ["a.json", "b.json"]
+    assert store.exists("products/b.json")
+    assert json.loads(store.read_text("products/b.json")) == {}

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pystac
 import pytest
 from dagster import DagsterEventType, DagsterInstance
@@ -23,6 +24,7 @@ from rgb_assets.aois import register_aoi
 from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.products.composite import read_product
+from rgb_assets.core.raster.timecube import cube_key, open_cube
 from rgb_assets.core.storage import checksums
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.definitions import pipeline_resources
@@ -30,7 +32,9 @@ from rgb_assets.partitions import aoi_partitions
 from rgb_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog")
+STEPS = ("raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog", "aoi_timeseries")
+#: Eight partitions take about a minute on 2 idle cores; a wedged cluster must not eat CI's hour.
+RUN_TIMEOUT_S = 480
 MONTHS = ["2017-07", "2018-05", "2018-07", "2018-08", "2019-06", "2019-07", "2019-08", "2019-09"]
 
 
@@ -66,10 +70,14 @@ def _launch(cluster: DaskCluster, partitions: list[tuple[str, str]]) -> list[dic
         for aoi, month in partitions
     ]
     reports = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err[-3000:]
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+            assert proc.returncode == 0, err[-3000:]
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            proc.kill()
     return reports
 
 
@@ -149,6 +157,11 @@ def test_eight_concurrent_runs_all_write_their_outputs(cluster: DaskCluster, sto
         _consistent(storage, aoi, Month.parse(month))
     items = _derived_items(storage, aoi)
     assert sorted(i.properties["rgb_assets:month"] for i in items) == MONTHS
+    # The eight months met in the AOI's one time cube (a lock the steps wait for on the
+    # workers, whose holder still gets the cluster's threads).
+    cube = open_cube(storage.store(), cube_key("sentinel-2-l2a", aoi))
+    assert cube is not None
+    assert list(pd.DatetimeIndex(cube["time"].values).strftime("%Y-%m")) == MONTHS
     assert not (cluster.worker_dir / "data").exists(), "a worker wrote to its own default store"
 
 

@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from rgb_assets.assets.automation import FOLLOW_UPSTREAM
 from rgb_assets.assets.metadata import partition_of, timings
+from rgb_assets.dask_compute import cluster_compute, dashboard_metadata
 from rgb_assets.partitions import partitions_def
 from rgb_assets.resources import StacSourceResource, StorageResource
 from rgb_assets.steps.timeseries import update_time_cube
@@ -31,7 +32,11 @@ def aoi_timeseries(
     t0 = time.perf_counter()
     aoi, month = partition_of(context)
     store = storage.store()
-    update = update_time_cube(store, stac.spec(), aoi, month)
+    # The other months of the AOI wait for the cube's lock in their own steps: on a Dask
+    # worker, the step secedes (cluster_compute), so a waiting step never holds the thread
+    # the lock holder's reads and writes need.
+    with cluster_compute() as cluster:
+        update = update_time_cube(store, stac.spec(), aoi, month)
     return MaterializeResult(
         metadata={
             "cube": MetadataValue.path(store.uri(update.key)),
@@ -41,6 +46,7 @@ def aoi_timeseries(
             "open_with": MetadataValue.md(
                 f"```python\nxarray.open_zarr({store.uri(update.key)!r})\n```"
             ),
+            "dask_dashboard": dashboard_metadata(cluster.dashboard),
             "timings": timings({}, t0),
         }
     )

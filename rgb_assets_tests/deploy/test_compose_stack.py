@@ -187,7 +187,14 @@ def test_stack_runs_a_partition_end_to_end(stack: Stack) -> None:
     _wait_run(stack, client, rest_run)
     stack.timings["rest run"] = time.monotonic() - t0
     rest_items = [href for run in status["runs"] for href in run["items"]]
-    assert len(rest_items) == 1 and rest_items[0].startswith(f"s3://{BUCKET_ROOT}/"), rest_items
+    # The answer links the derived item over the service's HTTP (``/store/...``), read from
+    # the stack's bucket: a STAC item of the requested month whose assets are in the bucket.
+    assert len(rest_items) == 1 and rest_items[0].startswith(f"{rest}/store/"), status
+    served = httpx.get(rest_items[0], timeout=60)
+    assert served.status_code == 200, served.text
+    rest_item = served.json()
+    assert rest_item["type"] == "Feature", rest_item
+    assert rest_item["properties"]["start_datetime"].startswith("2019-08"), rest_item
 
     # Both ran on the stack's Dask cluster: its scheduler's dashboard, its two workers.
     dashboard = stack.url("DASK_DASHBOARD_PORT")

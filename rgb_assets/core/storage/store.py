@@ -99,6 +99,10 @@ class Store:
         if "://" not in root:
             root = str(Path(root).expanduser().resolve())
         self.root = root.rstrip("/")
+        if fsspec.core.split_protocol(self.root)[0] not in (None, "file", "local"):
+            # Runs in other processes publish while services keep their store for hours:
+            # a cached listing would hide their objects (a product "never published").
+            storage_options.setdefault("use_listings_cache", False)
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
         self.is_local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
