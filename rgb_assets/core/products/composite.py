@@ -34,9 +34,9 @@ from rgb_assets.core.domain.collection_specs import (
 )
 from rgb_assets.core.domain.errors import MissingInputsError
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.raster.compositing import COUNT_BAND, CompositeOptions, median_composite
+from rgb_assets.core.raster.compositing import CompositeOptions, median_composite
 from rgb_assets.core.raster.grids import aoi_geometry, describe, output_geobox
-from rgb_assets.core.raster.residue import ResidueTest, residue_stats
+from rgb_assets.core.raster.residue import ResidueTest
 from rgb_assets.core.raster.stats import band_stats_zarr
 from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_visual, write_zarr
 from rgb_assets.core.stac.catalog import CompositeFiles
@@ -123,20 +123,11 @@ def compute_composite(
         return rasterize(geometry, stored.odc.geobox[ys, xs]).values
 
     stats = band_stats_zarr(
-        result.zarr_path, options.bands, inside if options.clip_to_aoi else None
+        result.zarr_path,
+        options.bands,
+        inside if options.clip_to_aoi else None,
+        residue=residue_test or ResidueTest(),
     )
-    if "blue" in options.bands and "red" in options.bands:
-        # The residue check (core.raster.residue) still takes whole arrays.
-        whole = stored[["blue", "red", COUNT_BAND]].load()
-        inside_all = (
-            rasterize(geometry, stored.odc.geobox).values
-            if options.clip_to_aoi
-            else np.ones(stored[COUNT_BAND].shape, bool)
-        )
-        valid = (whole[COUNT_BAND].values > 0) & inside_all
-        stats["residue"] = residue_stats(
-            whole["blue"].values, whole["red"].values, valid, residue_test
-        )
     stats["recipe"] = options.describe()
     stats["observations"] = int(ds.attrs.get("observations", len(resolved)))
     stats["items"] = len(resolved)

@@ -39,11 +39,15 @@ def residue_stats(
 ) -> dict[str, Any]:
     """Residue fraction among ``valid`` composite pixels (those with a value in the AOI)."""
     test = test or ResidueTest()
-    n = int(valid.sum())
-    flagged = int((test.flags(blue, red) & valid).sum())
+    return residue_figures(int((test.flags(blue, red) & valid).sum()), int(valid.sum()), test)
+
+
+def residue_figures(flagged: int, valid: int, test: ResidueTest | None = None) -> dict[str, Any]:
+    """The residue figures from counts (``raster.stats`` counts them tile by tile)."""
+    test = test or ResidueTest()
     return {
-        "residue_fraction": round(flagged / n, 6) if n else 0.0,
+        "residue_fraction": round(flagged / valid, 6) if valid else 0.0,
         "residue_pixels": flagged,
-        "valid_pixels": n,
+        "valid_pixels": valid,
         "test": test.describe(),
     }

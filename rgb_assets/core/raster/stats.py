@@ -21,6 +21,7 @@ import xarray as xr
 import zarr
 
 from rgb_assets.core.raster.compositing import COUNT_BAND
+from rgb_assets.core.raster.residue import ResidueTest, residue_figures
 
 # Surface reflectance outside this range is physically implausible (a missing or doubled
 # offset shows up here first); bright snow and specular glint can pass 1.0 slightly.
@@ -77,12 +78,18 @@ def _tiles(shape: tuple[int, int], size: int) -> Iterator[tuple[slice, slice]]:
 
 
 def band_stats_zarr(
-    path: Path, bands: tuple[str, ...], inside: InsideFn | None, tile: int = TILE
+    path: Path,
+    bands: tuple[str, ...],
+    inside: InsideFn | None,
+    tile: int = TILE,
+    residue: ResidueTest | None = None,
 ) -> dict[str, Any]:
     """Per-band statistics (STAC raster ``statistics`` names) and the clear-pixel fraction of
     the composite in the Zarr store at ``path``, read one tile at a time.
 
-    ``inside`` gives the AOI mask of a tile (None: every pixel is inside).
+    ``inside`` gives the AOI mask of a tile (None: every pixel is inside). With ``residue``
+    (and blue and red among ``bands``), the cloud residue figures (``raster.residue``) are
+    counted in the same pass, under the key ``residue``.
     """
     group = zarr.open_group(str(path), mode="r")
     count_arr = group[COUNT_BAND]
@@ -95,6 +102,8 @@ def band_stats_zarr(
         ins = inside(ys, xs) if inside else np.ones(count.shape, bool)
         return ins, (count > 0) & ins
 
+    residue = residue if {"blue", "red"} <= set(bands) else None
+    flagged = 0
     for ys, xs in _tiles(shape, tile):
         count = count_arr[ys, xs]
         ins = inside(ys, xs) if inside else np.ones(count.shape, bool)
@@ -102,8 +111,11 @@ def band_stats_zarr(
         n_inside += int(ins.sum())
         n_clear += int(clear.sum())
         obs_sum += int(count[ins].sum(dtype=np.int64))
+        values = {b: group[b][ys, xs][clear] for b in bands}
         for b in bands:
-            moments[b].add(group[b][ys, xs][clear])
+            moments[b].add(values[b])
+        if residue is not None:
+            flagged += int(residue.flags(values["blue"], values["red"]).sum())
     out: dict[str, Any] = {
         "pixels_in_aoi": n_inside,
         "clear_pixels": n_clear,
@@ -111,6 +123,8 @@ def band_stats_zarr(
         "mean_clear_observations": round(obs_sum / n_inside, 4) if n_inside else 0.0,
         "bands": {},
     }
+    if residue is not None:
+        out["residue"] = residue_figures(flagged, n_clear, residue)
     # Second pass, only for the bins that hold the percentiles' order statistics.
     wanted: dict[str, dict[int, int]] = {}
     for b, m in moments.items():

@@ -11,6 +11,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
+from rgb_assets.core.raster.residue import ResidueTest, residue_stats
 from rgb_assets.core.raster.stats import band_stats_zarr
 from rgb_assets.core.raster.writers import write_zarr
 
@@ -64,6 +65,14 @@ def test_tiled_statistics_equal_whole_array_numpy(tmp_path: Path, tile: int) -> 
         tmp_path / "c.zarr", tuple(bands), lambda ys, xs: inside[ys, xs], tile=tile
     )
     assert got == _numpy_stats(bands, count, inside)
+    # The residue figures, counted tile by tile in the same pass, equal the whole-array count.
+    test = ResidueTest(min_blue=0.09, min_hot=0.03)
+    with_residue = band_stats_zarr(
+        tmp_path / "c.zarr", tuple(bands), lambda ys, xs: inside[ys, xs], tile=tile, residue=test
+    )
+    whole = residue_stats(bands["blue"], bands["red"], (count > 0) & inside, test)
+    assert with_residue.pop("residue") == whole and whole["residue_pixels"] > 0
+    assert with_residue == got
     everything = band_stats_zarr(tmp_path / "c.zarr", ("red",), None, tile=tile)
     assert everything["pixels_in_aoi"] == count.size
     assert everything["bands"]["red"] == _numpy_stats(
