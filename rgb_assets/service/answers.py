@@ -33,7 +33,25 @@ query RunFailure($runId: ID!) {
   }
 }
 """
+RUN_OUTCOME = """
+query RunOutcome($runId: ID!) {
+  logsForRun(runId: $runId, limit: 1000) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MaterializationEvent {
+          stepKey
+          metadataEntries { label ... on TextMetadataEntry { text } }
+        }
+      }
+    }
+  }
+}
+"""
 HEALTH = "{ version }"
+#: The step whose ``outcome`` metadata says what a run made of its month.
+COMPOSITE_STEP = "monthly_composite"
 
 
 class RequestSummary(BaseModel):
@@ -83,6 +101,19 @@ def run_failure(dagster: DagsterClient, run_id: str) -> RunFailure:
         if e["__typename"] == "RunFailureEvent":
             return RunFailure(step=None, message=e.get("message") or "run failed")
     return RunFailure(step=None, message="run failed (no failure event recorded)")
+
+
+def run_outcome(dagster: DagsterClient, run_id: str) -> str | None:
+    """What a successful run made of its month: ``published``, ``no data`` (nothing to
+    composite: a previously published product, if any, stays) or ``blocked`` (a quality check
+    kept the new composite unpublished), from the composite step's materialization."""
+    data = dagster._execute("logsForRun", RUN_OUTCOME, {"runId": run_id})["logsForRun"]
+    for e in data.get("events") or []:
+        if e["__typename"] == "MaterializationEvent" and e.get("stepKey") == COMPOSITE_STEP:
+            for entry in e.get("metadataEntries") or []:
+                if entry.get("label") == "outcome":
+                    return entry.get("text")
+    return None
 
 
 def product_links(

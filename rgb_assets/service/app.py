@@ -395,7 +395,8 @@ def create_app(
             )
             if state == "FAILURE" and run_id:
                 run.failure = answers.run_failure(dagster, run_id)
-            elif state == "SUCCESS":
+            elif state == "SUCCESS" and run_id:
+                run.outcome = answers.run_outcome(dagster, run_id)
                 run.links, run.items = answers.product_links(store, base, spec, record.aoi, month)
             runs.append(run)
         states = {r.status for r in runs}

@@ -100,6 +100,11 @@ class RunState(BaseModel):
     run_url: str | None = Field(default=None, description="The run in the Dagster UI")
     status: str
     failure: RunFailure | None = Field(default=None, description="On failure: step and error")
+    outcome: str | None = Field(
+        default=None,
+        description="On success: 'published', 'no data' (no clear scene this month; a product "
+        "published before stays) or 'blocked' (a quality check kept the composite unpublished)",
+    )
     links: ProductLinks | None = Field(default=None, description="On success: products (HTTP)")
     items: list[str] = Field(default_factory=list, description="Derived STAC item URLs")
 

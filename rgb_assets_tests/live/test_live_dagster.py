@@ -185,6 +185,7 @@ def test_request_api_end_to_end(live_dagster: LiveDagster, request_api: str) -> 
     assert len(items) == 3 and all(p.startswith(f"{request_api}/store/") for p in items), items
     for run in status["runs"]:
         assert run["run_url"] == f"{live_dagster.url}/runs/{run['run_id']}"
+        assert run["outcome"] == "published", run  # the composite step's own outcome
         links = run["links"]
         for key in ("item", "cog", "visual", "thumbnail"):
             answer = httpx.get(links[key], timeout=30)

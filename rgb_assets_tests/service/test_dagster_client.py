@@ -332,6 +332,8 @@ def test_get_answers_run_links_failures_products_and_list(
         "message": "ValueError: reflectance out of range",
     }
     assert done["status"] == "SUCCESS" and "failure" not in done
+    # The run's events hold no composite materialization (reported by hand here): no outcome.
+    assert "outcome" not in done
     links = done["links"]
     assert all(v.startswith("http://testserver/") for v in links.values()), links
     assert links["viewer"] == "http://testserver/map?aoi=answers&month=2019-08"

@@ -20,7 +20,7 @@ from rgb_assets.core.archive.hrefs import RefusedAsset
 from rgb_assets.core.archive.ingest import ArchiveMode, ingest_item
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import CollectionSpec, MissingAssetError, resolve_item
-from rgb_assets.core.domain.errors import MissingInputsError
+from rgb_assets.core.domain.errors import MissingInputsError, RefusedInputsError
 from rgb_assets.core.domain.limits import Limits, PartitionEstimate, estimate_partition
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.source import LocalStacSource, SearchRequest, StacSource, sign_hrefs
@@ -216,8 +216,11 @@ def archive_partition(
             result.items.append(outcome.item)
         else:
             result.skipped.append({"item": item.id, "reason": "no pixels inside the AOI"})
+    where = f"{spec.key} {aoi.name} {month.key}"
     if found and len(missing) == len(found):
-        raise MissingInputsError(f"{spec.key} {aoi.name} {month.key}", missing)
+        raise MissingInputsError(where, missing)
+    if found and counts["refused"] and len(missing) + counts["refused"] == len(found):
+        raise RefusedInputsError(where, [(s["item"], s["reason"]) for s in result.skipped])
     result.stats = {
         "found": len(found),
         **counts,

@@ -43,3 +43,21 @@ class MissingInputsError(RgbAssetsError):
             f"{where}: all {len(missing)} items lack a required asset, nothing can be "
             f"composited: {lines}{more}"
         )
+
+
+class RefusedInputsError(RgbAssetsError):
+    """The search found items, and none could be archived because their assets were refused
+    (local files outside the allowed roots, bytes that are not the claimed raster): the step
+    must fail, since a "no data" success would hide a misconfigured source or a hostile
+    catalog. ``refused`` lists ``(item id, reason)`` pairs."""
+
+    def __init__(self, where: str, refused: list[tuple[str, str]]) -> None:
+        self.where = where
+        self.refused = refused
+        lines = "; ".join(f"item {item}: {reason}" for item, reason in refused[:20])
+        more = f"; and {len(refused) - 20} more" if len(refused) > 20 else ""
+        super().__init__(
+            f"{where}: none of the {len(refused)} items found could be archived ({lines}{more}). "
+            "Local scenes are read only under RGB_ASSETS_ALLOWED_ROOTS or a local catalog's "
+            "own folder."
+        )

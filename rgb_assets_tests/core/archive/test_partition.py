@@ -14,6 +14,7 @@ import pytest
 from rgb_assets.core.archive.partition import archive_partition, read_manifest, write_manifest
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import get_collection
+from rgb_assets.core.domain.errors import RefusedInputsError
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.source import LocalStacSource
 from rgb_assets.core.storage.store import Store
@@ -145,6 +146,31 @@ def test_items_reading_outside_the_allowed_roots_are_refused_and_never_archived(
         assert not any(v in str(f) for v in victims), f
         if f.is_file():
             assert passwd not in f.read_bytes(), f
+
+
+def test_a_month_whose_every_item_is_refused_fails_instead_of_no_data(sample_dir, aoi, tmp_path):
+    """Scenes found but none archivable (every July item reads a local file outside the
+    allowed roots, as a STAC API serving file hrefs without RGB_ASSETS_ALLOWED_ROOTS does) is
+    a red failure naming the items and the setting, never a green "no data"."""
+    dest = tmp_path / "source"
+    _copy_catalog(sample_dir, dest, drop_mask_of=None)
+    for path in dest.glob("*/*.json"):
+        d = json.loads(path.read_text())
+        if d["properties"]["datetime"].startswith("2019-07"):
+            d["assets"]["red"]["href"] = str(sample_dir / "elsewhere" / "red.tif")
+            path.write_text(json.dumps(d))
+    store_root = tmp_path / "store"
+    with pytest.raises(RefusedInputsError) as e:
+        archive_partition(
+            LocalStacSource(dest / "collection.json"),
+            get_collection("sentinel-2-l2a"),
+            aoi,
+            MONTH,
+            Store(str(store_root)),
+        )
+    assert len(e.value.refused) == 5 and "RGB_ASSETS_ALLOWED_ROOTS" in str(e.value)
+    assert all("outside the allowed roots" in reason for _, reason in e.value.refused)
+    assert not [f for f in store_root.rglob("*") if f.is_file()]
 
 
 def test_whole_copy_that_is_not_the_claimed_raster_is_refused(sample_dir, aoi, tmp_path):
