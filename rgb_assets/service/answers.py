@@ -26,7 +26,10 @@ query RunFailure($runId: ID!) {
     ... on EventConnection {
       events {
         __typename
-        ... on ExecutionStepFailureEvent { stepKey error { message } }
+        ... on ExecutionStepFailureEvent {
+          stepKey
+          error { message errorChain { error { message } } }
+        }
         ... on RunFailureEvent { message }
       }
     }
@@ -90,13 +93,20 @@ def run_url(graphql_url: str, run_id: str) -> str:
     return f"{dagster_ui(graphql_url)}/runs/{run_id}"
 
 
+def _error_message(error: dict) -> str:
+    """The error's own cause when Dagster wrapped it ("Error occurred while executing op")."""
+    chain = [c.get("error") or {} for c in error.get("errorChain") or []]
+    causes = [c.get("message", "").strip() for c in chain if c.get("message")]
+    return causes[-1] if causes else error.get("message", "").strip()
+
+
 def run_failure(dagster: DagsterClient, run_id: str) -> RunFailure:
     """The first failed step and its error (or the run's own failure message)."""
     data = dagster._execute("logsForRun", RUN_FAILURE, {"runId": run_id})["logsForRun"]
     events = data.get("events") or []
     for e in events:
         if e["__typename"] == "ExecutionStepFailureEvent":
-            return RunFailure(step=e["stepKey"], message=(e.get("error") or {}).get("message", ""))
+            return RunFailure(step=e["stepKey"], message=_error_message(e.get("error") or {}))
     for e in events:
         if e["__typename"] == "RunFailureEvent":
             return RunFailure(step=None, message=e.get("message") or "run failed")

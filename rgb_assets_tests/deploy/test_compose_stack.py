@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import rasterio
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
+from rgb_assets.core.storage.store import gdal_s3_options
 from rgb_assets_tests.deploy.docker_env import COMPOSE, docker_engine, ensure_base_image, run
 from rgb_assets_tests.deploy.stack import (
     DOCKER_DIR,
@@ -125,8 +128,7 @@ def _load_source(stack: Stack) -> None:
     """The sample's June-August 2019 scenes as the stack's STAC source (its own pgstac)."""
     env = stack.env
     dsn = (
-        f"postgresql://postgres:{env['POSTGRES_PASSWORD']}@127.0.0.1:{env['POSTGRES_PORT']}"
-        "/pgstac"
+        f"postgresql://postgres:{env['POSTGRES_PASSWORD']}@127.0.0.1:{env['POSTGRES_PORT']}/pgstac"
     )
     PgStacServer(url=stack.url("STAC_API_PORT"), dsn=dsn).load_sample(
         SAMPLE / "collection.json", ["201907", "201908"]
@@ -234,6 +236,20 @@ def test_stack_runs_a_partition_end_to_end(stack: Stack) -> None:
             assert fs.exists(path), href
             if key != "zarr":  # a folder
                 assert fs.size(path) > 1_000, href
+        # Whole composites: every tile the two workers computed reached the step's Zarr, so
+        # a pixel with clear observations has a value in every band (no NaN holes).
+        with (
+            rasterio.Env(
+                AWS_ACCESS_KEY_ID=stack.env["AWS_ACCESS_KEY_ID"],
+                AWS_SECRET_ACCESS_KEY=stack.env["AWS_SECRET_ACCESS_KEY"],
+                **gdal_s3_options(stack.url("S3_PORT")),
+            ),
+            rasterio.open(hrefs["data"]) as src,
+        ):
+            data = src.read()
+        clear = data[-1] > 0
+        assert clear.mean() > 0.5, (item.id, clear.mean())
+        assert np.isfinite(data[:-1][:, clear]).all(), item.id
     print(f"stack timings (s): { {k: round(v, 1) for k, v in stack.timings.items()} }")
 
 
@@ -266,6 +282,9 @@ def test_compose_config_is_valid(tmp_path: Path) -> None:
     empty.write_text("")
     refused = subprocess.run(
         [COMPOSE, "--env-file", str(empty), "-f", compose, "config"],
-        capture_output=True, text=True, env=compose_env(tmp_path), timeout=120,
+        capture_output=True,
+        text=True,
+        env=compose_env(tmp_path),
+        timeout=120,
     )
     assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr, refused.stderr

@@ -306,7 +306,14 @@ def test_get_answers_run_links_failures_products_and_list(
 
     # July fails in its composite step; August succeeds and its product is published.
     run = instance.get_run_by_id(july)
-    error = SerializableErrorInfo("ValueError: reflectance out of range", [], "ValueError")
+    # As Dagster reports a step's exception: wrapped, the user's error as the cause.
+    error = SerializableErrorInfo(
+        "dagster._core.errors.DagsterExecutionStepExecutionError: "
+        'Error occurred while executing op "monthly_composite":\n',
+        [],
+        "DagsterExecutionStepExecutionError",
+        cause=SerializableErrorInfo("ValueError: reflectance out of range\n", [], "ValueError"),
+    )
     instance.report_dagster_event(
         DagsterEvent(
             DagsterEventType.STEP_FAILURE.value,

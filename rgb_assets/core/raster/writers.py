@@ -92,6 +92,10 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
     one tile), each batch written before the next starts: a single ``to_zarr`` lets Dask's
     ordering load the inputs of many tiles ahead of their reduction, so peak memory would grow
     with the AOI instead of staying at a few tiles.
+
+    ``path`` is local to this process (a step's staging folder): the tiles are computed on the
+    cluster and written here. Store tasks would write on whichever worker ran them, into that
+    machine's own folder, leaving holes (NaN) in the composite on any multi-machine cluster.
     """
     grid = grid_of(ds)
     out = ds.rio.write_crs(grid.crs_wkt).rio.write_transform(grid.transform)
@@ -111,17 +115,16 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
     first = next(iter(lazy.values()))
     tile_px = first.chunksize[-2] * first.chunksize[-1]
     size = tiles_per_batch or max(1, BATCH_PIXELS_PER_THREAD * _threads() // tile_px)
-    # Tiles that do not end on Zarr chunk edges share chunks: serialise their writes.
-    inner = (*first.chunks[-2][:-1], *first.chunks[-1][:-1])
-    lock = any(c % ZARR_CHUNK for c in inner)
     for batch in _tile_batches(first.chunks[-2:], size):
         sources, targets, regions = [], [], []
         for name, arr in lazy.items():
             for ys, xs in batch:
-                sources.append(arr[ys, xs].rechunk(ZARR_CHUNK))
+                sources.append(arr[ys, xs])
                 targets.append(group[name])
                 regions.append((ys, xs))
-        da.store(sources, targets, regions=regions, lock=lock)
+        # One graph per batch (the bands of a tile share their loads), results back here.
+        for target, region, block in zip(targets, regions, dask.compute(*sources), strict=True):
+            target[region] = block
 
 
 def _strips(height: int, width: int, size: int = BLOCK) -> Iterator[Window]:

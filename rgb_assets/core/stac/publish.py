@@ -16,6 +16,7 @@ would be found again as new scenes. Derived collections keep their id
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,23 @@ def api_ready(item: pystac.Item, collection_id: str) -> dict:
         if lk["rel"] not in ("root", "parent", "collection", "self")
     ]
     d["collection"] = collection_id
+    bad = non_finite(d)
+    if bad:
+        raise ValueError(
+            f"item {item.id}: JSON has no NaN or infinity, found at {', '.join(bad[:5])}"
+        )
     return d
+
+
+def non_finite(obj: Any, path: str = "") -> list[str]:
+    """JSON paths of NaN/infinite numbers (strict JSON parsers and STAC APIs refuse them)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return [path or "/"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite(v, f"{path}/{k}")]
+    if isinstance(obj, list):
+        return [p for i, v in enumerate(obj) for p in non_finite(v, f"{path}/{i}")]
+    return []
 
 
 def _is_placeholder(extent: dict[str, Any]) -> bool:
