@@ -16,19 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pystac
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from rgb_assets.aois import register_aoi
 from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.products.composite import read_product
 from rgb_assets.core.raster.timecube import cube_key, open_cube
-from rgb_assets.core.storage import checksums
-from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import aoi_partitions
+from rgb_assets_tests.published import assert_consistent as _consistent
+from rgb_assets_tests.published import derived_items as _derived_items
+from rgb_assets_tests.published import register as _register
 from rgb_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,12 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
 @pytest.fixture(scope="module")
 def storage(sample_dir: Path):  # type: ignore[no-untyped-def]
     return pipeline_resources(Settings.from_env())["storage"]
-
-
-def _register(storage, name: str) -> None:  # type: ignore[no-untyped-def]
-    feature = json.loads((REPO / "data" / "sample_aoi.geojson").read_text())
-    with DagsterInstance.get() as instance:
-        register_aoi(storage.aois(), instance, name, feature)
 
 
 def _launch(cluster: DaskCluster, partitions: list[tuple[str, str]]) -> list[dict]:
@@ -100,25 +92,6 @@ def _materialization_metadata(run_id: str, step: str) -> dict:
                 md = ev.step_materialization_data.materialization.metadata
                 return {k: getattr(v, "value", v) for k, v in md.items()}
     raise AssertionError(f"no materialization of {step} in run {run_id}")
-
-
-def _derived_items(storage, aoi: str) -> list[pystac.Item]:  # type: ignore[no-untyped-def]
-    root = storage.store().local_path("catalogs/derived/catalog.json")
-    catalog = pystac.Catalog.from_file(str(root))
-    return [
-        i for i in catalog.get_items(recursive=True) if i.properties["rgb_assets:aoi"] == aoi
-    ]
-
-
-def _consistent(storage, aoi: str, month: Month) -> None:  # type: ignore[no-untyped-def]
-    """The published set is one complete version: every file matches the sidecar's checksum."""
-    store = storage.store()
-    published = read_product(store, PartitionPaths("sentinel-2-l2a", aoi, month))
-    assert published is not None, f"{aoi} {month.key}: nothing published"
-    _, files = published
-    for key, expected in files.checksums.items():
-        assert checksums.to_multihash(store.sha256(key)) == expected, key
-    assert store.exists(files.zarr + "/.zmetadata")
 
 
 def test_workers_have_a_foreign_environment(cluster: DaskCluster) -> None:

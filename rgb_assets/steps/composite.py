@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rgb_assets.core.archive.partition import read_manifest
 from rgb_assets.core.domain.aoi import Aoi
@@ -27,7 +25,7 @@ from rgb_assets.core.products.composite import (
 from rgb_assets.core.raster.compositing import CompositeOptions
 from rgb_assets.core.stac.catalog import CompositeFiles
 from rgb_assets.core.storage.layout import PartitionPaths
-from rgb_assets.core.storage.store import Store
+from rgb_assets.core.storage.store import Store, new_staging
 
 
 @dataclass
@@ -77,7 +75,7 @@ def composite_month(
     paths = PartitionPaths(spec.key, aoi.name, month)
     raw = read_manifest(store, spec.key, aoi.name, month)
     version = version or uuid.uuid4().hex[:12]
-    staging = Path(tempfile.mkdtemp(prefix=f"rgb-composite-{aoi.name}-{month.key}-"))
+    staging = new_staging("rgb-composite-", f"{aoi.name}-{month.key}")
     t0 = time.perf_counter()
     try:
         residue = residue or quality.ResidueCheck()

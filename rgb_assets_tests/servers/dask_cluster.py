@@ -10,8 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 90.0
@@ -22,6 +22,10 @@ class DaskCluster:
     address: str
     dashboard: str
     worker_dir: Path
+    #: The ``dask worker`` processes (each the leader of its process group: nanny + worker).
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    #: Start one more worker process named ``name`` (stopped with the cluster).
+    start_worker: Callable[[str], subprocess.Popen] | None = None
 
 
 def _free_port() -> int:
@@ -43,8 +47,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
-    """Scheduler + ``n_workers`` single-threaded worker processes, stopped on exit."""
+def dask_cluster(
+    folder: Path, n_workers: int = 2, env: dict[str, str] | None = None
+) -> Iterator[DaskCluster]:
+    """Scheduler + ``n_workers`` single-threaded worker processes, stopped on exit. ``env``
+    adds variables to the processes' clean environment (e.g. ``TMPDIR``); ``PYTHONPATH`` is
+    passed on when set, so workers import the checkout the tests import."""
     from distributed import Client
 
     dask = str(Path(sys.executable).with_name("dask"))
@@ -53,7 +61,42 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
     worker_dir = folder / "elsewhere"
     worker_dir.mkdir(parents=True, exist_ok=True)
     clean_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(worker_dir)}
+    if os.environ.get("PYTHONPATH"):
+        clean_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    clean_env |= env or {}
     procs: list[subprocess.Popen] = []
+
+    def start_worker(name: str) -> subprocess.Popen:
+        with open(folder / f"worker-{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--name",
+                    name,
+                    "--preload",
+                    "rgb_assets.cluster",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=worker_dir,
+                env=clean_env,
+                start_new_session=True,
+            )
+        procs.append(proc)
+        cluster.workers.append(proc)
+        return proc
+
+    cluster = DaskCluster(
+        address, f"http://127.0.0.1:{dash}/status", worker_dir, start_worker=start_worker
+    )
     try:
         with open(folder / "scheduler.log", "ab") as log:
             procs.append(
@@ -76,34 +119,10 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
                 )
             )
         for i in range(n_workers):
-            with open(folder / f"worker-{i}.log", "ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            dask,
-                            "worker",
-                            address,
-                            "--host",
-                            "127.0.0.1",
-                            "--nthreads",
-                            "1",
-                            "--dashboard-address",
-                            "127.0.0.1:0",
-                            "--name",
-                            f"w{i}",
-                            "--preload",
-                            "rgb_assets.cluster",
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        cwd=worker_dir,
-                        env=clean_env,
-                        start_new_session=True,
-                    )
-                )
+            start_worker(f"w{i}")
         with Client(address, timeout=STARTUP_TIMEOUT_S) as client:
             client.wait_for_workers(n_workers, timeout=STARTUP_TIMEOUT_S)
-        yield DaskCluster(address, f"http://127.0.0.1:{dash}/status", worker_dir)
+        yield cluster
     finally:
         for proc in reversed(procs):
             _stop(proc)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,17 +35,30 @@ from shapely.geometry import box, mapping, shape
 from rgb_assets.core.archive.hrefs import check_raster, confine_href
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import ResolvedItem
-from rgb_assets.core.domain.errors import ChecksumError
+from rgb_assets.core.domain.errors import ChecksumError, RgbAssetsError
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.stac.properties import AOI_PROP, CLIP_PROP, MODE_PROP, MONTH_PROP
 from rgb_assets.core.storage import checksums
 from rgb_assets.core.storage.layout import PartitionPaths
-from rgb_assets.core.storage.store import Store
+from rgb_assets.core.storage.store import Store, staging_folder
 
 ArchiveMode = Literal["clip", "full"]
 # How far a source asset was checked against its item: whole-content checksum, size only, or
 # neither (the item declares nothing we can check, or an algorithm we cannot compute).
 Verification = Literal["checksum", "size", "unverifiable"]
+
+
+class AssetReadError(RgbAssetsError):
+    """Reading a source asset failed (a download cut short, a reset connection): the item is
+    not archived, nothing of it is stored, and the error names the item, asset and href. Not
+    retried here: the next run of the partition reads it again."""
+
+    def __init__(self, item: str, asset: str, href: str, error: BaseException) -> None:
+        cause = error.__cause__ or error.__context__
+        detail = f"{type(error).__name__}: {error}"
+        if cause is not None and str(cause) not in detail:
+            detail += f" ({type(cause).__name__}: {cause})"
+        super().__init__(f"item {item!r}, asset {asset!r} ({href}): read failed: {detail}")
 
 
 @dataclass
@@ -75,9 +87,24 @@ def _native_window(src: rasterio.io.DatasetReader, bbox: tuple[float, ...]) -> W
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
+def _not_kept(href: str) -> dict[str, str]:
+    """GDAL options that keep no copy of a remote ``href`` once it is closed.
+
+    GDAL's ``/vsicurl/`` cache outlives the dataset: a download cut short would be served
+    again, truncated, to every later read of that href in the process (a long-lived Dask
+    worker), so its scenes could never be archived until the worker restarts.
+    """
+    scheme, _, rest = href.partition("://")
+    if scheme in ("http", "https"):
+        return {"CPL_VSIL_CURL_NON_CACHED": f"/vsicurl/{href}"}
+    if scheme == "s3":
+        return {"CPL_VSIL_CURL_NON_CACHED": f"/vsis3/{rest}"}
+    return {}
+
+
 def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any] | None:
     """Write the AOI window of ``href`` to ``dest`` as a COG; returns its grid, or None."""
-    with rasterio.open(href) as src:
+    with rasterio.Env(**_not_kept(href)), rasterio.open(href) as src:
         win = _native_window(src, bbox)
         if win is None:
             return None
@@ -301,7 +328,7 @@ def ingest_item(
     written: dict[str, tuple[str, str, dict[str, Any]]] = {}
     checks: dict[str, Verification] = {}
     total = 0
-    with tempfile.TemporaryDirectory(prefix="rgb-ingest-") as tmpdir:
+    with staging_folder("rgb-ingest-") as tmpdir:
         staged: list[tuple[Path, str]] = []
         for role, key in r.asset_keys.items():
             raw_href = reader.assets[key].get_absolute_href() or reader.assets[key].href
@@ -309,18 +336,23 @@ def ingest_item(
             suffix = ".tif" if mode == "clip" else Path(href.split("?")[0]).suffix or ".bin"
             filename = f"{role}{suffix}"
             dest = Path(tmpdir) / filename
-            if mode == "clip":
-                declared_sum = r.item.assets[key].extra_fields.get("file:checksum")
-                if declared_sum is not None:
-                    check_declared_checksum(declared_sum, key, href)
-                checks[key] = check_source_size(href, key, r.item.assets[key])
-                info = clip_to_cog(href, aoi.bbox, dest)
-                if info is None:
-                    return IngestOutcome(r.id, "outside", source_verification=checks)
-            else:
-                info = {}
-                checks[key] = copy_whole(href, dest, r.item.assets[key], key)
-                check_raster(dest, r.item.assets[key].media_type, key, raw_href)
+            try:
+                if mode == "clip":
+                    declared_sum = r.item.assets[key].extra_fields.get("file:checksum")
+                    if declared_sum is not None:
+                        check_declared_checksum(declared_sum, key, href)
+                    checks[key] = check_source_size(href, key, r.item.assets[key])
+                    info = clip_to_cog(href, aoi.bbox, dest)
+                    if info is None:
+                        return IngestOutcome(r.id, "outside", source_verification=checks)
+                else:
+                    info = {}
+                    checks[key] = copy_whole(href, dest, r.item.assets[key], key)
+                    check_raster(dest, r.item.assets[key].media_type, key, raw_href)
+            except RgbAssetsError:
+                raise
+            except Exception as e:  # a cut download, a reset connection, a vanished file
+                raise AssetReadError(r.id, key, href, e) from e
             info["file:size"] = dest.stat().st_size
             info["file:checksum"] = checksums.multihash_sha256(dest)
             total += info["file:size"]

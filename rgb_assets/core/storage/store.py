@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,6 +66,61 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def remove_stale(folder: Path, prefix: str = "") -> list[str]:
+    """Remove the entries of ``folder`` (starting with ``prefix``) named as temporary or
+    replaced (``*.tmp-<pid>-*``, ``*.old-<pid>-*``) that no live process on this host owns, or
+    older than :data:`STALE_AFTER_S`; old-style names without a pid once older than 10 minutes.
+    Returns the names removed."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    now = time.time()
+    for entry in entries:
+        m = _TEMP_RE.search(entry.name)
+        if not m or not entry.name.startswith(prefix):
+            continue
+        pid = m.group("pid")
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        # Old-style names (no pid) have no owner to ask: by age only.
+        owned = pid is not None and age <= STALE_AFTER_S and _pid_alive(int(pid))
+        if owned or (pid is None and age <= 600):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
+def new_staging(prefix: str, label: str = "") -> Path:
+    """A new private local folder ``<TMPDIR>/<prefix><label>.tmp-<pid>-<uuid>`` for a step's
+    intermediate files; the caller removes it. Staging folders with ``prefix`` left by dead
+    processes (a run killed with kill -9, a lost worker) are removed first: nothing else
+    would, and a temporary folder filled by killed runs fails every later run on ENOSPC."""
+    folder = Path(tempfile.gettempdir())
+    remove_stale(folder, prefix)
+    path = folder / f"{prefix}{label}.{_temp_suffix('tmp')}"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@contextlib.contextmanager
+def staging_folder(prefix: str, label: str = "") -> Iterator[Path]:
+    """:func:`new_staging`, removed on exit."""
+    path = new_staging(prefix, label)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _create_file(path: str) -> int:
@@ -159,33 +215,7 @@ class Store:
         """
         if not self.is_local:
             return []
-        folder = Path(self._path(key)) if key else Path(self._base)
-        removed: list[str] = []
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        now = time.time()
-        for entry in entries:
-            m = _TEMP_RE.search(entry.name)
-            if not m:
-                continue
-            pid = m.group("pid")
-            try:
-                age = now - entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue
-            # Old-style names (no pid) have no owner to ask: by age only.
-            owned = pid is not None and age <= STALE_AFTER_S and _pid_alive(int(pid))
-            if owned or (pid is None and age <= 600):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-                removed.append(entry.name)
-        return removed
+        return remove_stale(Path(self._path(key)) if key else Path(self._base))
 
     def _parent_key(self, key: str) -> str:
         return _check_key(key).rpartition("/")[0]
