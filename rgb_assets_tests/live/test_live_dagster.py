@@ -92,6 +92,21 @@ def _register_sample_aoi(server: LiveDagster) -> Any:
     return aoi
 
 
+def submit_partition(client: DagsterGraphQLClient, aoi: str, month: Month) -> str:
+    """Launch one AOI x month as the README's GraphQL snippet does; the run id."""
+    return client.submit_job_execution(
+        JOB,
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        run_config={},
+        tags={
+            "dagster/partition": str(partition_key(aoi, month)),
+            "dagster/partition/aoi": aoi,
+            "dagster/partition/month": month.partition_key,
+        },
+    )
+
+
 # The README's GraphQL snippet passes Dagster's own multi-partition tags, which
 # DagsterGraphQLClient flags as non-compliant keys; the run still gets its partition.
 @pytest.mark.filterwarnings("ignore:Non-compliant tag keys:DeprecationWarning")
@@ -101,17 +116,7 @@ def test_graphql_launch_one_partition(live_dagster: LiveDagster) -> None:
     month = Month.parse("2019-07")
     client = _client(live_dagster)
     try:
-        run_id = client.submit_job_execution(
-            JOB,
-            repository_location_name=LOCATION,
-            repository_name=REPOSITORY,
-            run_config={},
-            tags={
-                "dagster/partition": str(partition_key(aoi.name, month)),
-                "dagster/partition/aoi": aoi.name,
-                "dagster/partition/month": month.partition_key,
-            },
-        )
+        run_id = submit_partition(client, aoi.name, month)
     except DagsterGraphQLClientError as e:
         pytest.fail(f"launch failed: {e}\n{live_dagster.tail()}")
     elapsed = _wait_success(client, run_id, live_dagster)

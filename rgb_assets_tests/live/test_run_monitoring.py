@@ -21,15 +21,12 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from rgb_assets.core.domain.months import Month
-from rgb_assets.partitions import partition_key
 from rgb_assets_tests.live.conftest import LiveDagster
 from rgb_assets_tests.live.test_live_dagster import (
-    JOB,
-    LOCATION,
-    REPOSITORY,
     _client,
     _gql,
     _register_sample_aoi,
+    submit_partition,
 )
 
 pytestmark = pytest.mark.live
@@ -94,17 +91,7 @@ def test_killed_run_is_marked_failed_within_a_bound(live_dagster: LiveDagster) -
     aoi = _register_sample_aoi(live_dagster)
     month = Month.parse("2019-08")
     client = _client(live_dagster)
-    run_id = client.submit_job_execution(
-        JOB,
-        repository_location_name=LOCATION,
-        repository_name=REPOSITORY,
-        run_config={},
-        tags={
-            "dagster/partition": str(partition_key(aoi.name, month)),
-            "dagster/partition/aoi": aoi.name,
-            "dagster/partition/month": month.partition_key,
-        },
-    )
+    run_id = submit_partition(client, aoi.name, month)
     deadline = time.monotonic() + STARTED_WITHIN_S
     worker = None
     while time.monotonic() < deadline:
