@@ -61,7 +61,7 @@ system-deps:
 	else echo "make test needs PostgreSQL 15 + PostGIS 3 and chromium: run .ci/install-system.sh as root" >&2; exit 1; fi
 
 test: sample-data system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check rgb_assets rgb_assets_tests benchmarks
