@@ -8,6 +8,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DASK_PORT ?= 8786
 DASK_DASHBOARD_PORT ?= 8787
 DASK_SCHEDULER := tcp://127.0.0.1:$(DASK_PORT)
+# The code server of `make dev` (rgb_assets/code_server.py): run processes forked warm.
+CODE_SERVER_PORT ?= 4266
 
 .PHONY: install system-deps sample-data demo dev test lint bench pipeline-bench serve notebook clean cluster-up cluster-down
 
@@ -38,10 +40,19 @@ demo: sample-data cluster-up
 	RGB_ASSETS_DEPLOYMENT=demo RGB_ASSETS_DASK_SCHEDULER=$(DASK_SCHEDULER) $(PY) -m rgb_assets.tools.demo
 	@echo "The Dask cluster keeps running for the next runs (make dev); stop it with make cluster-down."
 
+# Dagster UI on http://127.0.0.1:3000. The code location is served by `rgb-assets code-server`
+# (run processes forked from a process that already imported it), through the workspace file
+# of the Compose stack; after a code change, restart `make dev`. (`dagster dev -w
+# workspace.yaml` reloads code from the UI instead, each run then importing it anew.)
 dev: sample-data cluster-up
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.dev.yaml $(DAGSTER_HOME)/dagster.yaml
-	RGB_ASSETS_DEPLOYMENT=demo RGB_ASSETS_DASK_SCHEDULER=$(DASK_SCHEDULER) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	export RGB_ASSETS_DEPLOYMENT=demo RGB_ASSETS_DASK_SCHEDULER=$(DASK_SCHEDULER) \
+		DAGSTER_CODE_SERVER_HOST=127.0.0.1 DAGSTER_CODE_SERVER_PORT=$(CODE_SERVER_PORT); \
+	$(VENV)/bin/rgb-assets code-server -h 127.0.0.1 -p $(CODE_SERVER_PORT) & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	$(PY) -m rgb_assets.code_server --wait -p $(CODE_SERVER_PORT) --pid $$server && \
+	$(VENV)/bin/dagster dev -w docker/workspace.yaml -h 127.0.0.1 -p 3000
 
 # The request service with the map viewer (http://127.0.0.1:8080/map) and API docs (/docs).
 serve: install

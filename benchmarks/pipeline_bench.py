@@ -4,14 +4,19 @@
     .venv/bin/python benchmarks/pipeline_bench.py --quick    # CI: small workload
 
 Side by side in one run, on the same cores (see benchmarks/README.md):
+Every run is launched as Dagster launches it: the run launcher asks a code server (gRPC) to
+start the run process, which sends the steps to the Dask executor's cluster.
+
 - a realistic partition (Sentinel-2-like scenes from ``composite_bench``'s generator, one
-  month) through the real pipeline (``execute_job`` on the Dask executor, persistent cluster)
-  vs the engine alone: ``partition_s``, ``engine_s``, ``archive_s``, ``write_s``,
-  ``overhead_ratio``;
-- a demo-size partition's fixed cost on the persistent cluster: ``small_partition_s``;
-- a backfill of small partitions launched at once, at most ``QUEUE_LIMIT`` runs in progress (the
-  ``max_concurrent_runs`` of ``dagster.dev.yaml``), on the persistent cluster and with a
-  ``LocalCluster`` per run: ``partitions_per_hour``, ``partitions_per_hour_per_run_cluster``;
+  month) through the real pipeline (the warm code server ``rgb-assets code-server``, the
+  persistent cluster) vs the engine alone: ``partition_s``, ``engine_s``, ``archive_s``,
+  ``write_s``, ``overhead_ratio``;
+- a demo-size partition's fixed cost, launch to finished run, on the same path:
+  ``small_partition_s``;
+- a backfill of small partitions submitted at once to the run queue (a real ``dagster-daemon``,
+  at most ``QUEUE_LIMIT`` runs in progress): on the warm code server and persistent cluster
+  (``partitions_per_hour``), and as before this work, Dagster's own code server (a spawned,
+  cold run process) with a ``LocalCluster`` per run (``partitions_per_hour_per_run_cluster``);
 - whole-run peak RSS (run process + cluster processes, sampled) at two AOI sizes;
 - ``catalog_update_s_at_1000``: replacing one partition of a static catalog of 1,000.
 
@@ -34,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,38 +84,211 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# -- one run, in its own process (as Dagster's run worker) ------------------------------------
-def run_one(aoi: str, month: str) -> None:
-    from dagster import DagsterInstance, execute_job, reconstructable
+# -- launching runs as Dagster does ---------------------------------------------------------
+INSTANCE_YAML = f"""telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: {QUEUE_LIMIT}
+    dequeue_interval_seconds: 1
+    dequeue_use_threads: true
+"""
 
-    from rgb_assets.core.domain.months import Month
-    from rgb_assets.definitions import monthly_composite_job_def
-    from rgb_assets.partitions import partition_key
 
-    key = partition_key(aoi, Month.parse(month))
-    with (
-        DagsterInstance.get() as instance,
-        execute_job(
-            reconstructable(monthly_composite_job_def),
-            instance=instance,
-            tags={"dagster/partition": str(key)},
-        ) as result,
-    ):
+def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{proc.args[:4]} did not listen on {port}:\n{log.read_text()[-3000:]}"
+            )
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Launcher:
+    """A code server for an ``Env`` and the instance's run launcher that uses it.
+
+    ``warm``: ``rgb-assets code-server`` (run processes forked from a process that imported the
+    code location); otherwise Dagster's ``dagster api grpc`` (each run process spawned cold).
+    ``queue``: also a ``dagster-daemon`` that dequeues submitted runs.
+    """
+
+    def __init__(self, env: Env, warm: bool, queue: bool = False) -> None:
+        from dagster import DagsterInstance
+        from dagster._core.instance.ref import InstanceRef
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import GrpcServerTarget
+
+        self.env, self.port = env, _free_port()
+        bin_dir = Path(sys.executable).parent
+        if warm:
+            cmd = [sys.executable, "-m", "rgb_assets.code_server", "-p", str(self.port)]
+        else:
+            cmd = [str(bin_dir / "dagster"), "api", "grpc", "-m", "rgb_assets.definitions",
+                   "--location-name", "rgb_assets", "-h", "127.0.0.1",
+                   "-p", str(self.port)]  # fmt: skip
+        self.procs: list[subprocess.Popen] = []
+        log = env.root / f"code-server-{self.port}.log"
+        self.server = self._start(cmd, log)
+        _wait_port(self.port, self.server, log)
+        if queue:  # the Compose stack's workspace file: a code server at an address
+            self.env.vars |= {"DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+                              "DAGSTER_CODE_SERVER_PORT": str(self.port)}  # fmt: skip
+            daemon = [str(bin_dir / "dagster-daemon"), "run", "-w",
+                      str(REPO / "docker" / "workspace.yaml")]  # fmt: skip
+            self._start(daemon, env.root / "daemon.log")
+        self._stack = contextlib.ExitStack()
+        self.instance = self._stack.enter_context(
+            DagsterInstance.from_ref(InstanceRef.from_dir(env.vars["DAGSTER_HOME"]))
+        )
+        self.workspace = self._stack.enter_context(
+            WorkspaceProcessContext(
+                self.instance,
+                GrpcServerTarget(
+                    host="127.0.0.1", port=self.port, socket=None, location_name="rgb_assets"
+                ),
+            )
+        )
+
+    def _start(self, cmd: list[str], log: Path) -> subprocess.Popen:
+        out = open(log, "ab")  # noqa: SIM115  (kept open for the process's life)
+        proc = subprocess.Popen(
+            cmd, env=self.env.env(), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def create(self, aoi: str, month: str, queued: bool) -> str:
+        """A run of the partition (as the UI or a backfill creates it); its id."""
+        from dagster._core.workspace.context import BaseWorkspaceRequestContext
+
+        from rgb_assets.core.domain.months import Month
+        from rgb_assets.partitions import partition_key
+
+        ctx: BaseWorkspaceRequestContext = self.workspace.create_request_context()
+        location = ctx.get_code_location("rgb_assets")
+        repo = next(iter(location.get_repositories().values()))
+        job = repo.get_full_job("monthly_composite_job")
+        plan = location.get_execution_plan(
+            job, {}, step_keys_to_execute=None, known_state=None, instance=self.instance
+        ).execution_plan_snapshot
+        run = self.instance.create_run(
+            job_name=job.name, run_id=None, run_config={},
+            resolved_op_selection=None, step_keys_to_execute=None, op_selection=None,
+            status=None, root_run_id=None, parent_run_id=None,
+            tags={**job.tags, "dagster/partition": str(partition_key(aoi, Month.parse(month)))},
+            job_snapshot=job.job_snapshot, execution_plan_snapshot=plan,
+            parent_job_snapshot=job.parent_job_snapshot,
+            remote_job_origin=job.get_remote_origin(), job_code_origin=job.get_python_origin(),
+            asset_selection=None, asset_check_selection=None, asset_graph=repo.asset_graph,
+        )  # fmt: skip
+        if queued:
+            self.instance.submit_run(run.run_id, ctx)
+        else:
+            self.instance.launch_run(run.run_id, ctx)
+        return run.run_id
+
+    def wait(self, run_ids: list[str], timeout_s: float = 1800, every_s: float = 0.1) -> None:
+        """Until every run has finished: one query per poll (the runs share these cores)."""
+        from dagster import RunsFilter
+
+        deadline = time.monotonic() + timeout_s
+        pending = set(run_ids)
+        while pending:
+            runs = self.instance.get_runs(RunsFilter(run_ids=list(pending)))
+            pending -= {r.run_id for r in runs if r.is_finished}
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"runs still in progress after {timeout_s:.0f} s: {pending}")
+            time.sleep(every_s)
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        """Success, the step's own error and the materializations' timings and outcome."""
+        from dagster import DagsterEventType
+
+        run = self.instance.get_run_by_id(run_id)
         meta: dict[str, Any] = {}
         failure = None
-        for event in result.all_events:
-            if event.is_step_failure and failure is None:
+        started: dict[str, float] = {}
+        steps: dict[str, float] = {}
+        for record in self.instance.all_logs(run_id):
+            event = record.dagster_event
+            if event is None:
+                continue
+            if event.event_type == DagsterEventType.STEP_START:
+                started[event.step_key or "?"] = record.timestamp
+            if event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in started:
+                steps[event.step_key] = round(record.timestamp - started[event.step_key], 3)
+            if event.event_type == DagsterEventType.STEP_FAILURE and failure is None:
                 error = event.step_failure_data.error
                 while error is not None and error.cause is not None:
                     error = error.cause  # Dagster's wrapper: the step's own error
                 failure = f"{event.step_key}: {error.message.strip() if error else '?'}"
-            if event.is_step_materialization:
+            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
                 md = event.step_materialization_data.materialization.metadata
-                meta[event.step_key] = {
+                meta[event.step_key or "?"] = {
                     k: getattr(v, "value", v) for k, v in md.items() if k in ("timings", "outcome")
                 }
-        report = {"run_id": result.run_id, "success": result.success, "meta": meta}
-        print(json.dumps(report | {"failure": failure}))
+        if run is not None and failure is None and not run.is_success:
+            failure = f"run {run.status.value}"
+        return {"run_id": run_id, "success": bool(run and run.is_success), "meta": meta,
+                "failure": failure, "step_s": steps}  # fmt: skip
+
+    def run(self, aoi: str, month: str, watch: list[int] | None = None) -> dict[str, Any]:
+        """Launch one run now (no queue) and wait for it; the report, wall time and peak RSS of
+        the run process and the cluster's processes (the code server itself not counted)."""
+        forkers = {self.server.pid, *_forkservers(self.server.pid)}
+        sampler = RssSampler([self.server.pid, *(watch or [])], skip=forkers)
+        sampler.start()
+        t0 = time.perf_counter()
+        run_id = self.create(aoi, month, queued=False)
+        self.wait([run_id])
+        wall = time.perf_counter() - t0
+        sampler.stop()
+        return self.report(run_id) | {"wall_s": wall, "peak_rss_mb": sampler.peak_mb}
+
+    def backfill(self, partitions: list[tuple[str, str]]) -> tuple[float, int]:
+        """Submit every partition to the queue at once; (seconds to the last end, succeeded)."""
+        t0 = time.perf_counter()
+        run_ids = [self.create(aoi, month, queued=True) for aoi, month in partitions]
+        self.wait(run_ids, every_s=0.5)
+        seconds = time.perf_counter() - t0
+        return seconds, sum(self.report(r)["success"] for r in run_ids)
+
+    def close(self) -> None:
+        self._stack.close()
+        for proc in reversed(self.procs):
+            _stop(proc)
+
+
+def _forkservers(pid: int) -> list[int]:
+    """The fork servers among a process's children (idle between runs: not a run's memory)."""
+    import psutil
+
+    out = []
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "forkserver" in " ".join(child.cmdline()):
+                out.append(child.pid)
+    return out
 
 
 class Env:
@@ -122,7 +299,7 @@ class Env:
     ) -> None:
         self.root = root
         (root / "dagster_home").mkdir(parents=True, exist_ok=True)
-        (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (root / "dagster_home" / "dagster.yaml").write_text(INSTANCE_YAML)
         self.vars = {
             "DAGSTER_HOME": str(root / "dagster_home"),
             "RGB_ASSETS_DEPLOYMENT": "demo",
@@ -157,33 +334,14 @@ class Env:
             env=self.env(), check=True, cwd=REPO, capture_output=True,
         )  # fmt: skip
 
-    def launch(self, aoi: str, month: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--run-one", aoi, month],
-            env=self.env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-
-    def run(self, aoi: str, month: str, watch: list[int] | None = None) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        proc = self.launch(aoi, month)
-        sampler = RssSampler([proc.pid, *(watch or [])])
-        sampler.start()
-        out, err = proc.communicate()
-        sampler.stop()
-        if proc.returncode != 0:
-            raise RuntimeError(f"run of {aoi} {month} crashed:\n{err[-3000:]}")
-        report = json.loads(out.strip().splitlines()[-1])
-        report["wall_s"] = time.perf_counter() - t0
-        report["peak_rss_mb"] = sampler.peak_mb
-        return report
-
 
 class RssSampler(threading.Thread):
     """Peak of the summed RSS of some processes and all their descendants."""
 
-    def __init__(self, pids: list[int], every_s: float = 0.1) -> None:
+    def __init__(self, pids: list[int], every_s: float = 0.1, skip: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         super().__init__(daemon=True)
         self.pids, self.every_s = pids, every_s
+        self.skip = set(skip)
         self.peak_mb = 0.0
         self._done = threading.Event()
 
@@ -200,7 +358,7 @@ class RssSampler(threading.Thread):
                 except psutil.NoSuchProcess:
                     continue
                 for p in procs:
-                    if p.pid in seen:
+                    if p.pid in seen or p.pid in self.skip:
                         continue
                     seen.add(p.pid)
                     with contextlib.suppress(psutil.NoSuchProcess):
@@ -329,29 +487,11 @@ def catalog_update_seconds(partitions: int = 1000, repeats: int = 5) -> float:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def backfill(envs: Env, aoi: str, months: list[str]) -> tuple[float, int]:
-    """Launch every month at once, at most QUEUE_LIMIT runs in progress; (seconds, succeeded)."""
-
-    def one(month: str) -> bool:
-        proc = envs.launch(aoi, month)
-        out, _ = proc.communicate()
-        return proc.returncode == 0 and json.loads(out.strip().splitlines()[-1])["success"]
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(QUEUE_LIMIT) as pool:
-        ok = sum(pool.map(one, months))
-    return time.perf_counter() - t0, ok
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--fail-on", choices=["targets", "correctness"], default="targets")
-    parser.add_argument("--run-one", nargs=2, metavar=("AOI", "MONTH"))
     args = parser.parse_args(argv)
-    if args.run_one:
-        run_one(*args.run_one)
-        return 0
     setup = QUICK if args.quick else FULL
     work = Path(tempfile.mkdtemp(prefix="rgb-pipeline-bench-"))
     sample_url = str(REPO / "data" / "sample" / "collection.json")
@@ -359,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"workload": setup.name, "machine": platform.platform()}
     problems: list[str] = []
     cluster = None
+    launchers: list[Launcher] = []
     try:
         stac_url, month, aoi_small, aoi_large, scenes = realistic_source(setup, work)
         out["catalog_update_s_at_1000"] = round(catalog_update_seconds(), 4)
@@ -368,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         persistent = Env(work / "persistent", stac_url, cluster.address, read_root=scenes)
         persistent.register("bench-2048", aoi_small)
         persistent.register("bench-4096", aoi_large)
-        real = persistent.run("bench-2048", month, watch=cluster.pids)
+        launchers.append(Launcher(persistent, warm=True))
+        real = launchers[-1].run("bench-2048", month, watch=cluster.pids)
         if not real["success"]:
             problems.append(f"realistic partition failed: {real.get('failure')}")
         meta = real["meta"]
@@ -377,9 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         composite_t = meta.get("monthly_composite", {}).get("timings", {})
         out["write_s"] = composite_t.get("write_s")
         out["composite_timings"] = composite_t
+        out["step_s"] = real["step_s"]
         out["overhead_ratio"] = round(out["partition_s"] / out["engine_s"], 2)
         out["peak_rss_mb_2048"] = round(real["peak_rss_mb"], 1)
-        large = persistent.run("bench-4096", month, watch=cluster.pids)
+        large = launchers[-1].run("bench-4096", month, watch=cluster.pids)
         if not large["success"]:
             problems.append(f"4096^2 partition failed: {large.get('failure')}")
         out["peak_rss_mb_4096"] = round(large["peak_rss_mb"], 1)
@@ -392,35 +535,32 @@ def main(argv: list[str] | None = None) -> int:
 
         small_env = Env(work / "small", sample_url, cluster.address)
         small_env.register("bench-small", sample_aoi)
-        small_env.run("bench-small", "2019-06")  # first run: imports in the run process
-        small = [small_env.run("bench-small", m) for m in ("2019-07", "2019-08")]
-        if not all(r["success"] for r in small):
-            problems.append("small partition failed")
-        out["small_partition_s"] = round(min(r["wall_s"] for r in small), 3)
-
         months = [SAMPLE_MONTHS[i % len(SAMPLE_MONTHS)] for i in range(setup.backfill)]
         aois = [f"bench-fill-{i // len(SAMPLE_MONTHS)}" for i in range(setup.backfill)]
         for a in sorted(set(aois)):
             small_env.register(a, sample_aoi)
-        fill_env = small_env
-        seconds, ok = 0.0, 0
-        for a in sorted(set(aois)):
-            ms = [m for m, x in zip(months, aois, strict=True) if x == a]
-            s, k = backfill(fill_env, a, ms)
-            seconds, ok = seconds + s, ok + k
+        launchers.append(Launcher(small_env, warm=True, queue=True))
+        small = [launchers[-1].run("bench-small", m) for m in ("2019-06", "2019-07", "2019-08")]
+        if not all(r["success"] for r in small):
+            problems.append(f"small partition failed: {[r['failure'] for r in small]}")
+        out["small_partition_s"] = round(min(r["wall_s"] for r in small), 3)
+        out["small_partition_s_first"] = round(small[0]["wall_s"], 3)
+
+        seconds, ok = launchers[-1].backfill(list(zip(aois, months, strict=True)))
         out["backfill_partitions"] = setup.backfill
         out["backfill_succeeded"] = ok
         out["partitions_per_hour"] = round(3600 * setup.backfill / seconds, 1)
+        for launcher in launchers:
+            launcher.close()
+        launchers.clear()
         cluster.close()
         cluster = None
 
         per_run = Env(work / "per-run", sample_url, None)
-        seconds2, ok2 = 0.0, 0
         for a in sorted(set(aois)):
             per_run.register(a, sample_aoi)
-            ms = [m for m, x in zip(months, aois, strict=True) if x == a]
-            s, k = backfill(per_run, a, ms)
-            seconds2, ok2 = seconds2 + s, ok2 + k
+        launchers.append(Launcher(per_run, warm=False, queue=True))
+        seconds2, ok2 = launchers[-1].backfill(list(zip(aois, months, strict=True)))
         out["backfill_succeeded_per_run_cluster"] = ok2
         out["partitions_per_hour_per_run_cluster"] = round(3600 * setup.backfill / seconds2, 1)
         out["backfill_speedup"] = round(
@@ -429,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         if ok != setup.backfill or ok2 != setup.backfill:
             problems.append(f"backfill: {ok} and {ok2} of {setup.backfill} succeeded")
     finally:
+        for launcher in launchers:
+            launcher.close()
         if cluster is not None:
             cluster.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -454,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         target = out["targets"].get(key, {})
         flag = ("met" if target.get("met") else "MISSED") if target else ""
         print(f"{key:40s} {out.get(key)!s:>12s}  {target.get('target', '')} {flag}")
+    print(f"realistic partition, seconds per step: {out.get('step_s')}")
+    print(f"composite step: {out.get('composite_timings')}")
     for p in problems:
         print(f"PROBLEM: {p}")
     if problems:

@@ -139,6 +139,12 @@ def _sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _code_server(args: argparse.Namespace) -> int:
+    from rgb_assets.code_server import main
+
+    return main(args.args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rgb_assets.tools.demo import main as demo_main
 
@@ -179,11 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--force", action="store_true", help="rebuild even if present")
     sample.set_defaults(func=_sample_data)
 
+    code = sub.add_parser(
+        "code-server",
+        help="serve the code location to Dagster, runs forked from a warm process",
+        add_help=False,
+    )
+    code.add_argument("args", nargs=argparse.REMAINDER)
+    code.set_defaults(func=_code_server)
     sub.add_parser("demo", help="run the offline demo end to end").set_defaults(func=_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["code-server"]:  # its own options (-h is the bind host, as in Dagster's)
+        return _code_server(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

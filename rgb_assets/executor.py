@@ -1,7 +1,6 @@
 """The Dask executor: safe on a shared cluster, with a local cluster that ends with the run.
 
-dagster-dask's ``DaskExecutor`` is subclassed, not copied; its worker entry point
-``query_on_dask_worker`` runs every step. What this executor changes:
+dagster-dask's ``DaskExecutor`` is subclassed, not copied. What this executor changes:
 
 - **Task keys are unique per run** (``<step key>-<run id>``). dagster-dask names every task
   ``<job>.<step>``, so two runs of a job on one scheduler share keys and the scheduler hands the
@@ -16,6 +15,11 @@ dagster-dask's ``DaskExecutor`` is subclassed, not copied; its worker entry poin
   ``Settings.resource_run_config()`` under the run's own run config (the run's values win), so a
   worker whose environment has no ``RGB_ASSETS_*`` variables still uses the run's store and
   source.
+- **A worker opens the Dagster instance once**, not for every step. dagster-dask's
+  ``query_on_dask_worker`` builds a new ``DagsterInstance`` per step; on the SQLite instance of
+  ``make dev`` each new instance re-reads Alembic's migration scripts to check every database
+  shard it touches, about a third of a small partition's worker CPU. ``execute_step_on_worker``
+  is the same function with the instance kept per worker process (one per instance config).
 - **The local cluster is a context manager around the run** (one single-threaded worker per
   core by default, the user's ``LocalCluster`` arguments kept) and is shut down cleanly; an
   ``existing`` scheduler (``RGB_ASSETS_DASK_SCHEDULER``, the persistent cluster of ``make dev``)
@@ -26,11 +30,13 @@ from __future__ import annotations
 
 import queue
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, suppress
 from typing import Any
 
 from dagster import (
+    DagsterInstance,
     ExecutorDefinition,
     Field,
     Permissive,
@@ -41,15 +47,14 @@ from dagster import (
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.api import create_execution_plan, execute_plan
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.instance.ref import InstanceRef
+from dagster._serdes import serialize_value
 from dagster._utils.error import serializable_error_info_from_exc_info
-from dagster_dask.executor import (
-    DaskExecutor,
-    get_dask_resource_requirements,
-    query_on_dask_worker,
-)
+from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements
 from dask.system import CPU_COUNT
 
 from rgb_assets.config import Settings, get_settings, merge_run_config
@@ -71,6 +76,39 @@ def local_cluster_kwargs(user: dict[str, Any] | None) -> dict[str, Any]:
     config.setdefault("host", "127.0.0.1")
     config.setdefault("dashboard_address", "127.0.0.1:0")
     return config
+
+
+_instances: dict[str, DagsterInstance] = {}
+_instances_lock = threading.Lock()
+
+
+def worker_instance(ref: InstanceRef) -> DagsterInstance:
+    """The Dagster instance of ``ref`` in this process, opened once and kept for its life."""
+    key = serialize_value(ref)
+    with _instances_lock:
+        instance = _instances.get(key)
+        if instance is None:
+            instance = _instances[key] = DagsterInstance.from_ref(ref)
+        return instance
+
+
+def execute_step_on_worker(
+    recon_job: Any,
+    dagster_run: Any,
+    run_config: Mapping[str, object],
+    step_keys: list[str],
+    instance_ref: InstanceRef,
+    known_state: Any,
+) -> list[DagsterEvent]:
+    """Execute steps of a run on a Dask worker: dagster-dask's ``query_on_dask_worker`` with
+    the worker's kept instance (see the module doc)."""
+    job = recon_job.get_subset(op_selection=dagster_run.resolved_op_selection)
+    plan = create_execution_plan(
+        job, run_config=run_config, step_keys_to_execute=step_keys, known_state=known_state
+    )
+    return list(
+        execute_plan(plan, job, worker_instance(instance_ref), dagster_run, run_config=run_config)
+    )
 
 
 def task_key(run_id: str, step_key: str) -> str:
@@ -159,8 +197,7 @@ class ManagedDaskExecutor(DaskExecutor):
                         raise DagsterExecutionInterruptedError()
                     for step in active.get_steps_to_execute():
                         future = client.submit(
-                            query_on_dask_worker,
-                            [],
+                            execute_step_on_worker,
                             recon_job,
                             run,
                             run_config,

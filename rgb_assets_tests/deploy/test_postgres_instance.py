@@ -234,7 +234,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         try:
             dep.start(
                 "code-server",
-                [str(BIN / "dagster"), "api", "grpc", "-m", "rgb_assets.definitions",
+                [str(BIN / "rgb-assets"), "code-server", "-m", "rgb_assets.definitions",
                  "--location-name", LOCATION, "-h", "127.0.0.1", "-p", str(code_port)],
             )  # fmt: skip
             dep.start_servers()

@@ -1,4 +1,5 @@
-"""Live fixtures: a real ``dagster dev`` (webserver + daemon) on the demo deployment.
+"""Live fixtures: a real ``dagster dev`` (webserver + daemon) on the demo deployment, with the
+code location served by ``rgb-assets code-server``, as ``make dev`` runs them.
 
 The server runs in its own process group with SIGINT restored to the default handler (started
 from a non-interactive parent it would otherwise ignore SIGINT/SIGTERM), so teardown can stop
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from rgb_assets.code_server import wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_COLLECTION = REPO / "data" / "sample" / "collection.json"
@@ -123,8 +126,28 @@ def dagster_dev(
         **(env_extra or {}),
     }
     env.pop("RGB_ASSETS_DASK_SCHEDULER", None)
-    dagster = Path(sys.executable).parent / "dagster"
-    cmd = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    # As `make dev`: the warm code server, which the webserver and daemon reach through the
+    # deployment's workspace file.
+    code_port = free_port()
+    env |= {"DAGSTER_CODE_SERVER_HOST": "127.0.0.1", "DAGSTER_CODE_SERVER_PORT": str(code_port)}
+    bin_dir = Path(sys.executable).parent
+    with (base / "code-server.log").open("wb") as out:
+        code_server = subprocess.Popen(
+            [str(bin_dir / "rgb-assets"), "code-server", "-h", "127.0.0.1", "-p", str(code_port)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_ready("127.0.0.1", code_port, code_server.pid, STARTUP_TIMEOUT_S)
+    except RuntimeError as e:
+        _stop(code_server)
+        pytest.fail(f"{e}:\n{(base / 'code-server.log').read_text()[-3000:]}")
+    workspace = str(REPO / "docker" / "workspace.yaml")
+    cmd = [str(bin_dir / "dagster"), "dev", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)]
     log = base / "dagster-dev.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -158,8 +181,11 @@ def dagster_dev(
         yield server
     finally:
         problems = _stop(proc)
+        problems += [f"code server: {p}" for p in _stop(code_server)]
         assert not is_listening(port), f"port {port} still listening after shutdown"
+        assert not is_listening(code_port), f"port {code_port} still listening after shutdown"
         assert not group_alive(proc.pid), "processes of dagster dev survived shutdown"
+        assert not group_alive(code_server.pid), "processes of the code server survived shutdown"
         assert not problems, f"unclean shutdown: {problems}\n{server.tail()}"
 
 

@@ -34,7 +34,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process group led by ``proc``; SIGKILL it when it lingers."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -125,4 +126,4 @@ def dask_cluster(
         yield cluster
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_group(proc)
