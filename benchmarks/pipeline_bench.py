@@ -14,9 +14,10 @@ start the run process, which sends the steps to the Dask executor's cluster.
 - a demo-size partition's fixed cost, launch to finished run, on the same path:
   ``small_partition_s``;
 - a backfill of small partitions submitted at once to the run queue (a real ``dagster-daemon``,
-  at most ``QUEUE_LIMIT`` runs in progress): on the warm code server and persistent cluster
-  (``partitions_per_hour``), and as before this work, Dagster's own code server (a spawned,
-  cold run process) with a ``LocalCluster`` per run (``partitions_per_hour_per_run_cluster``);
+  at most 4 runs in progress, as ``dagster.dev.yaml`` sets): on the warm code server and
+  persistent cluster (``partitions_per_hour``), and as before this work, Dagster's own code
+  server (a spawned, cold run process) with a ``LocalCluster`` per run
+  (``partitions_per_hour_per_run_cluster``);
 - whole-run peak RSS (run process + cluster processes, sampled) at two AOI sizes;
 - ``catalog_update_s_at_1000``: replacing one partition of a static catalog of 1,000.
 
@@ -50,7 +51,6 @@ sys.path.insert(0, str(HERE))
 
 import composite_bench as cb  # noqa: E402  (the workload generator)
 
-QUEUE_LIMIT = 4
 SAMPLE_MONTHS = [
     "2017-07", "2018-04", "2018-05", "2018-07", "2018-08", "2018-10", "2019-04", "2019-06",
     "2019-07", "2019-08", "2019-09", "2019-10", "2020-05", "2020-09", "2020-03", "2020-04",
@@ -85,16 +85,9 @@ def _free_port() -> int:
 
 
 # -- launching runs as Dagster does ---------------------------------------------------------
-INSTANCE_YAML = f"""telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: {QUEUE_LIMIT}
-    dequeue_interval_seconds: 1
-    dequeue_use_threads: true
-"""
+#: The instance of ``make dev``: run queue (4 runs in progress, dequeued every second), run
+#: monitoring; SQLite storage under each ``Env``'s DAGSTER_HOME.
+INSTANCE_YAML = (REPO / "dagster.dev.yaml").read_text()
 
 
 def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:

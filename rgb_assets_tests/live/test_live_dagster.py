@@ -225,7 +225,7 @@ def sensor_dagster(tmp_path: Path) -> Iterator[tuple[LiveDagster, PgStacServer]]
             "RGB_ASSETS_SENSOR_REFERENCE_MONTH": "2019-08",
             "RGB_ASSETS_SENSOR_LOOKBACK_MONTHS": "3",  # June (no scenes here), July, August
         }
-        queue = "concurrency:\n  runs:\n    max_concurrent_runs: 0\n"
+        queue = "run_coordinator:\n  config:\n    max_concurrent_runs: 0\n"
         with dagster_dev(tmp_path / "dagster", env, queue) as server:
             yield server, api
 
