@@ -15,8 +15,12 @@ warm too.
 
     rgb-assets code-server -h 127.0.0.1 -p 4000          # or: python -m rgb_assets.code_server
 
-Dagster's webserver and daemon connect to it with ``--grpc-host``/``--grpc-port`` (``make
-dev``) or a ``grpc_server`` workspace entry (the Compose stack).
+Dagster's webserver and daemon reach it through a ``grpc_server`` workspace entry
+(``docker/workspace.yaml``, used by ``make dev`` and the Compose stack).
+
+Upstream, Dagster could offer this as a code-server option (the start method of run processes
+and the modules to preload, as its multiprocess executor already does for steps); until then
+``WarmApiServer`` sets the one attribute that holds it, ``_mp_ctx``.
 """
 
 from __future__ import annotations
