@@ -10,8 +10,8 @@ run-worker modules and the instance's storage once forks each run process.
 What stays as Dagster does it: the run process is still a child process of the code server
 (not a thread), gets the same arguments, reports its events through the same queue, is
 watched and terminated by the same code (``CancelExecution``, a dead run process fails its
-run). The fork server starts with the code server, from its environment, so the first run is
-warm too.
+run). The fork server starts with the code server, from its environment, and the server
+listens only once it has imported everything, so the first run is warm too.
 
     rgb-assets code-server -h 127.0.0.1 -p 4000          # or: python -m rgb_assets.code_server
 
@@ -66,6 +66,14 @@ def warm_context(modules: Sequence[str]) -> Any:
     return ctx
 
 
+def await_preload(ctx: Any) -> None:
+    """Return once the fork server has imported its modules: it forks a first child only
+    after them, so starting one trivial process and joining it waits exactly that long."""
+    probe = ctx.Process(target=os.getpid, name="rgb-assets-forkserver-ready")
+    probe.start()
+    probe.join()
+
+
 def _server_class() -> type:
     from dagster._grpc.server import DagsterApiServer
 
@@ -73,8 +81,12 @@ def _server_class() -> type:
         """Dagster's code server; run processes are forked from a warm fork server."""
 
         def __init__(self, *args: Any, preload: Sequence[str] = (), **kwargs: Any) -> None:
+            # The fork server imports while this server loads its definitions; the port opens
+            # (``serve``) only once both are done, so the first run is as warm as the next.
+            ctx = warm_context(preload)
             super().__init__(*args, **kwargs)
-            self._mp_ctx = warm_context(preload)
+            self._mp_ctx = ctx
+            await_preload(ctx)
 
     return WarmApiServer
 

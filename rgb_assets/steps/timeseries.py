@@ -18,9 +18,12 @@ def cube_lock(collection: str, aoi: str) -> str:
 def update_time_cube(store: Store, spec: CollectionSpec, aoi: str, month: Month) -> CubeUpdate:
     """Make the month's time step the published composite of the partition: replaced in place
     when the cube has the month, added in time order otherwise, removed when no product is
-    published (never made, or withdrawn). An empty month keeps its product, hence its step."""
+    published (never made, or withdrawn). An empty month keeps its product, hence its step.
+
+    The published product is read under the cube's lock: when two runs of the partition
+    overlap, the last to write copies the product published last, whichever run it is."""
     paths = PartitionPaths(spec.key, aoi, month)
-    product = read_product(store, paths)
-    composite = None if product is None else read_composite(store, product[1].zarr)
     with store.lock(cube_lock(spec.key, aoi)):
+        product = read_product(store, paths)
+        composite = None if product is None else read_composite(store, product[1].zarr)
         return write_month(store, cube_key(spec.key, aoi), month, composite)

@@ -42,6 +42,8 @@ from rgb_assets.core.raster.methods import (
 from rgb_assets.core.raster.robust import HazeRule, haze_index, reject_hazy
 
 COUNT_BAND = "clear_count"
+#: Pixels per time plane in one row strip of the haze test (``_haze_block``).
+HAZE_STRIP_PIXELS = 256 * 1024
 # The plain composite: every clear observation by the mask band, no clean-up, no haze test.
 PLAIN_HAZE = HazeRule(index="none")
 
@@ -393,9 +395,7 @@ def median_composite(
         # Clean-up (opening, dilation) of the cloud classes only, with the neighbourhood it
         # needs from adjacent tiles; no padding beyond the grid (nothing is known there).
         depth = {0: 0, 1: rule.halo, 2: rule.halo}
-        clear = da.map_overlap(
-            rule.cleaned_clear, mask, depth=depth, boundary="none", dtype=bool
-        )
+        clear = da.map_overlap(rule.cleaned_clear, mask, depth=depth, boundary="none", dtype=bool)
         clear_fn = None
     elif radsat:
         clear, clear_fn = da.map_blocks(rule.clear, mask, dtype=bool), None
@@ -546,14 +546,28 @@ def _haze_block(
     offsets: np.ndarray,
     rule: HazeRule,
 ) -> np.ndarray:
-    """Observations minus those the haze rule rejects (``raster.robust``)."""
-    b = reflectance(valid, blue, scales[0], offsets[0])
-    r = reflectance(valid, red, scales[1], offsets[1])
-    index = haze_index(b, r, rule.index)
-    ok = valid & ~np.isnan(index)
-    t = index.shape[0]
-    median = _median_block(ok, index, scales=np.ones(t, "float32"), offsets=np.zeros(t, "float32"))
-    return reject_hazy(ok, index, median, rule)
+    """Observations minus those the haze rule rejects (``raster.robust``).
+
+    Every operation is per pixel along time, so the tile is worked through in row strips of
+    ``HAZE_STRIP_PIXELS`` per time plane: the float32 reflectance and index stacks of a strip
+    stay small, where whole-tile stacks (four T x c x c float32 arrays) were most of a worker's
+    peak memory. The result is the same as over the whole tile at once.
+    """
+    t, y, x = valid.shape
+    ones, zeros = np.ones(t, "float32"), np.zeros(t, "float32")
+    out = np.empty_like(valid)
+    step = max(1, min(y, HAZE_STRIP_PIXELS // max(x, 1)))
+    for y0 in range(0, y, step):
+        ys = slice(y0, min(y, y0 + step))
+        v = valid[:, ys]
+        b = reflectance(v, blue[:, ys], scales[0], offsets[0])
+        r = reflectance(v, red[:, ys], scales[1], offsets[1])
+        index = haze_index(b, r, rule.index)
+        del b, r
+        ok = v & ~np.isnan(index)
+        median = _median_block(ok, index, scales=ones, offsets=zeros)
+        out[:, ys] = reject_hazy(ok, index, median, rule)
+    return out
 
 
 def _percentile_task(

@@ -8,6 +8,10 @@ so one ``xarray.open_zarr`` gives the cube with its CRS (rioxarray and odc-geo r
 A month is written as one time step: replaced in place (a region write) when the cube has it,
 appended when it is later than every step, and inserted by rewriting the cube in time order
 otherwise; a month that became "no data" is removed. So a re-made month never duplicates a step.
+
+Months are copied chunk by chunk from the published composite's Zarr on Dask's local threads,
+never loaded whole and never through a cluster: inside a step on the Dask executor the default
+scheduler is the cluster's, which would ship every chunk read here through its scheduler.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -76,8 +81,15 @@ def _same_grid(a: xr.Dataset, b: xr.Dataset) -> bool:
 
 
 def _write_whole(cube: xr.Dataset, store: Store, key: str) -> None:
-    """Write a complete cube beside the old one, then swap it into place."""
-    cube = cube.sortby("time").chunk({"time": 1, "y": 512, "x": 512})
+    """Write a complete cube beside the old one, then swap it into place.
+
+    ``cube`` may read the old cube lazily: on local disk the old one stays until the swap. An
+    object store has no rename, so there the cube is loaded before the old one is deleted.
+    """
+    cube = cube.sortby("time")
+    if not store.is_local:
+        cube = cube.load()
+    cube = cube.chunk({"time": 1, "y": 512, "x": 512})
     if store.is_local:
         final = store.local_path(key)
         tmp = final.with_name(f".{final.name}.tmp")
@@ -105,6 +117,11 @@ def write_month(store: Store, key: str, month: Month, composite: xr.Dataset | No
 
     Callers hold a lock on the cube: two months of one AOI must not write it at once.
     """
+    with dask.config.set(scheduler="threads"):
+        return _write_month(store, key, month, composite)
+
+
+def _write_month(store: Store, key: str, month: Month, composite: xr.Dataset | None) -> CubeUpdate:
     t = _time(month)
     cube = open_cube(store, key)
     if cube is None:
@@ -116,7 +133,7 @@ def write_month(store: Store, key: str, month: Month, composite: xr.Dataset | No
     if composite is None:
         if t not in times:
             return CubeUpdate(key, "unchanged", _months(times))
-        kept = cube.sel(time=times != t).load()
+        kept = cube.sel(time=times != t)
         if kept.sizes["time"] == 0:
             store.delete(key)
             return CubeUpdate(key, "removed", [])
@@ -139,7 +156,7 @@ def write_month(store: Store, key: str, month: Month, composite: xr.Dataset | No
     if t > times.max():
         data.to_zarr(_target(store, key), append_dim="time", zarr_format=2, consolidated=True)
         return CubeUpdate(key, "appended", _months(times.append(pd.DatetimeIndex([t]))))
-    merged = xr.concat([cube.load(), step.load()], dim="time")
+    merged = xr.concat([cube, step], dim="time")
     _write_whole(merged, store, key)
     return CubeUpdate(key, "inserted", _months(merged["time"].values))
 
@@ -149,5 +166,5 @@ def _months(times: Any) -> list[str]:
 
 
 def read_composite(store: Store, zarr_key: str) -> xr.Dataset:
-    """A published monthly composite Zarr, loaded (it is one AOI x month: small)."""
-    return xr.open_zarr(_target(store, zarr_key), consolidated=True).load()
+    """A published monthly composite Zarr, opened lazily (its 512² chunks are the cube's)."""
+    return xr.open_zarr(_target(store, zarr_key), consolidated=True)

