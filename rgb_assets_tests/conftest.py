@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rgb_assets_tests.servers.fixtures import pgstac  # noqa: F401  (session fixture)
+from rgb_assets_tests.servers.fixtures import cluster, pgstac, storage  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("RGB_ASSETS_SAMPLE_DIR", REPO / "data" / "sample"))

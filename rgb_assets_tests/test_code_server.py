@@ -15,31 +15,17 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 from dagster import DagsterInstance
 
-from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
-from rgb_assets.definitions import pipeline_resources
 from rgb_assets_tests.published import assert_consistent, register
 from rgb_assets_tests.servers.code_server import CodeServer, code_server, wait_finished
-from rgb_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
+from rgb_assets_tests.servers.dask_cluster import DaskCluster
 
 RUN_TIMEOUT_S = 240
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    with dask_cluster(tmp_path_factory.mktemp("dask")) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def storage(sample_dir: Path):  # type: ignore[no-untyped-def]
-    return pipeline_resources(Settings.from_env())["storage"]
 
 
 @pytest.fixture(scope="module")

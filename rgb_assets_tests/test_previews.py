@@ -58,3 +58,16 @@ def test_no_data_and_blocked_months_say_so(stored: tuple[Store, CompositeFiles])
     assert "published before is kept (version v1)" in kept["preview"].value
     blocked = preview_metadata(store, "forest", Month(2019, 7), outcome="blocked", files=None)
     assert blocked["preview"].value.startswith("> **Blocked**")
+
+
+def test_a_version_replaced_by_a_later_run_leaves_a_note_not_a_failure(
+    stored: tuple[Store, CompositeFiles],
+) -> None:
+    """Two runs of a partition overlap: the later one's catalog step removed this run's
+    version before this run drew its preview. The run's preview says so; the step goes on."""
+    store, files = stored
+    store.delete(KEY)
+    md = preview_metadata(store, "forest", Month(2019, 7), outcome="published", files=files)
+    text = md["preview"].value
+    assert "data:image/png" not in text
+    assert "replaced by a later run" in text

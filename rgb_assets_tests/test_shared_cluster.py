@@ -12,39 +12,24 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.raster.timecube import cube_key, open_cube
-from rgb_assets.definitions import pipeline_resources
 from rgb_assets.partitions import aoi_partitions
 from rgb_assets_tests.published import assert_consistent as _consistent
 from rgb_assets_tests.published import derived_items as _derived_items
 from rgb_assets_tests.published import register as _register
-from rgb_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
+from rgb_assets_tests.servers.dask_cluster import DaskCluster
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("raw_scenes", "raw_catalog", "monthly_composite", "derived_catalog", "aoi_timeseries")
 #: Eight partitions take about a minute on 2 idle cores; a wedged cluster must not eat CI's hour.
 RUN_TIMEOUT_S = 480
 MONTHS = ["2017-07", "2018-05", "2018-07", "2018-08", "2019-06", "2019-07", "2019-08", "2019-09"]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    with dask_cluster(tmp_path_factory.mktemp("dask")) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def storage(sample_dir: Path):  # type: ignore[no-untyped-def]
-    return pipeline_resources(Settings.from_env())["storage"]
 
 
 def _launch(cluster: DaskCluster, partitions: list[tuple[str, str]]) -> list[dict]:

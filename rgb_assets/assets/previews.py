@@ -29,10 +29,14 @@ BANNERS = {
 
 def _image(store: Store, thumbnail_key: str, caption: str, base: str | None) -> str:
     if base:
-        src = store_url(base, thumbnail_key)
-    else:
-        src = "data:image/png;base64," + base64.b64encode(store.read_bytes(thumbnail_key)).decode()
-    return f"![{caption}]({src})"
+        return f"![{caption}]({store_url(base, thumbnail_key)})"
+    try:
+        png = store.read_bytes(thumbnail_key)
+    except FileNotFoundError:
+        # Another run of the partition published after this one and its catalog step removed
+        # this version: the run still succeeded, its preview just has no picture to show.
+        return f"_{caption}: this version was since replaced by a later run's._"
+    return f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def preview_metadata(

@@ -9,20 +9,29 @@ the source then returns no scene (the two have 100 % and 0.28 % cloud cover).
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import shutil
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pystac
 import pytest
+import xarray as xr
+import zarr
 
 from rgb_assets.core.domain.aoi import Aoi, AoiRegistry
 from rgb_assets.core.domain.collection_specs import get_collection
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.products import quality
-from rgb_assets.core.products.composite import product_versions, read_product
+from rgb_assets.core.products.composite import WRITING, product_versions, read_product
 from rgb_assets.core.raster.compositing import CompositeOptions
 from rgb_assets.core.raster.masking import MaskRule
+from rgb_assets.core.raster.timecube import cube_key, open_cube
 from rgb_assets.core.stac.source import StacSource, open_source
 from rgb_assets.core.storage import checksums, layout
 from rgb_assets.core.storage.layout import PartitionPaths
@@ -32,7 +41,9 @@ from rgb_assets.steps import (
     catalog_composite,
     catalog_raw_scenes,
     composite_month,
+    update_time_cube,
 )
+from rgb_assets.steps.timeseries import cube_lock
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = get_collection("sentinel-2-l2a")
@@ -175,6 +186,28 @@ def test_a_rerun_publishes_a_new_version_and_the_catalog_step_removes_the_old(
     assert outcome.files.checksums[PATHS.product("v2").cog] == first
 
 
+def test_a_version_another_run_is_still_writing_is_never_removed(store: Store, published: dict):
+    """Two runs of the partition overlap: the version one is still writing (not published,
+    referenced by nobody, its writer alive) survives the other's composite and catalog steps;
+    once its writer is dead (a killed run), the next clean-up removes it."""
+    aoi = published["aoi"]
+    busy = PATHS.product("busy").folder
+    store.write_text(f"{busy}/partial.tif", "being written")
+    store.write_text(f"{busy}/{WRITING}{socket.gethostname()}-{os.getpid()}", "")
+    outcome = composite_month(store, SPEC, aoi, MONTH, OPTIONS, version="v2")
+    assert outcome.outcome == "published" and outcome.removed_versions == []
+    assert not [n for n in store.listdir(PATHS.product("v2").folder) if n.startswith(WRITING)]
+    catalog_composite(store, SPEC, aoi, MONTH)
+    assert product_versions(store, PATHS) == ["busy", "v2"]
+    gone = subprocess.Popen(["true"])  # a process that has exited: the killed writer
+    gone.wait()
+    store.delete(busy)
+    store.write_text(f"{busy}/partial.tif", "left by a killed run")
+    store.write_text(f"{busy}/{WRITING}{socket.gethostname()}-{gone.pid}", "")
+    catalog_composite(store, SPEC, aoi, MONTH)
+    assert product_versions(store, PATHS) == ["v2"]
+
+
 def test_a_composite_failing_a_blocking_check_is_not_published(store: Store, published: dict):
     """The month's clear fraction is below 1, so ``min_clear_fraction=1.0`` blocks it."""
     aoi = published["aoi"]
@@ -189,3 +222,32 @@ def test_a_composite_failing_a_blocking_check_is_not_published(store: Store, pub
     assert product_versions(store, PATHS) == ["v1"]
     assert catalog_composite(store, SPEC, aoi, MONTH).outcome == "published"
     assert _item_version(store) == "v1"
+
+
+def test_a_waiting_time_cube_update_copies_the_product_published_when_it_gets_the_lock(
+    store: Store, published: dict
+):
+    """Two overlapping runs of a partition: the cube update of the first waits for the cube's
+    lock while the second publishes another product; the cube gets the product published
+    when the update got the lock, never the one it would have read while waiting."""
+    aoi = published["aoi"]
+    with ThreadPoolExecutor(1) as pool:
+        with store.lock(cube_lock(SPEC.key, aoi.name)):
+            waiting = pool.submit(update_time_cube, store, SPEC, aoi.name, MONTH)
+            time.sleep(0.5)
+            assert not waiting.done(), "the update did not wait for the cube's lock"
+            newer = composite_month(store, SPEC, aoi, MONTH, OPTIONS, version="v2")
+            assert newer.outcome == "published"
+            # Another run's pixels (same inputs would give the same ones).
+            red = zarr.open_group(str(store.local_path(newer.files.zarr)), mode="r+")["red"]
+            red[:] = red[:] / 2
+        assert waiting.result(timeout=120).action == "created"
+    cube = open_cube(store, cube_key(SPEC.key, aoi.name))
+    assert cube is not None
+    step = cube["red"].isel(time=0).values
+    v1, v2 = (
+        xr.open_zarr(store.local_path(PATHS.product(v).zarr), consolidated=True)["red"].values
+        for v in ("v1", "v2")
+    )
+    assert not np.array_equal(v1, v2, equal_nan=True), "the two products must differ"
+    np.testing.assert_array_equal(step, v2)

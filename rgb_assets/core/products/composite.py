@@ -13,6 +13,8 @@ product complete and consistent with its catalog entry; the next run clears the 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +44,7 @@ from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_vis
 from rgb_assets.core.stac.catalog import CompositeFiles
 from rgb_assets.core.storage import checksums
 from rgb_assets.core.storage.layout import SIDECAR, PartitionPaths
-from rgb_assets.core.storage.store import Store
+from rgb_assets.core.storage.store import STALE_AFTER_S, Store, pid_alive
 
 
 @dataclass
@@ -140,6 +142,8 @@ def compute_composite(
 
 
 WITHDRAWN = "withdrawn"
+#: Name prefix of a version's writer marker (``.writing-<host>-<pid>``), until it is published.
+WRITING = ".writing-"
 
 
 def write_version(
@@ -148,6 +152,7 @@ def write_version(
     """Write COG, visual COG and thumbnail from the staged Zarr and upload all four products
     into the version folder ``version`` (not yet published)."""
     product = paths.product(version)
+    store.write_text(f"{product.folder}/{WRITING}{socket.gethostname()}-{os.getpid()}", "")
     staging = Path(result.staging or "")
     ds = xr.open_zarr(result.zarr_path, consolidated=True)
     bands = list(result.bands)
@@ -173,6 +178,10 @@ def publish_version(
     """Make ``files`` the partition's product: one atomic write of the sidecar."""
     sidecar = {"result": _jsonable(result), "files": asdict(files)}
     store.write_text(paths.sidecar, json.dumps(sidecar, indent=1))
+    folder = paths.product(files.version).folder
+    for name in store.listdir(folder):
+        if name.startswith(WRITING):
+            store.delete(f"{folder}/{name}")
 
 
 def read_product(
@@ -215,9 +224,30 @@ def product_versions(store: Store, paths: PartitionPaths) -> list[str]:
     ]
 
 
+def being_written(store: Store, folder: str) -> bool:
+    """Whether a live process may still write the version folder ``folder``: its writer
+    marker names a live process of this host, or another host and is recent."""
+    here = socket.gethostname()
+    for name in store.listdir(folder):
+        if not name.startswith(WRITING):
+            continue
+        host, _, pid = name[len(WRITING) :].rpartition("-")
+        age = store.age_s(f"{folder}/{name}")
+        if age is None or age > STALE_AFTER_S:
+            continue
+        if host != here or (pid.isdigit() and pid_alive(int(pid))):
+            return True
+    return False
+
+
 def remove_versions(store: Store, paths: PartitionPaths, keep: set[str]) -> list[str]:
-    """Delete every version folder not in ``keep``; returns the removed versions."""
-    removed = [v for v in product_versions(store, paths) if v not in keep]
+    """Delete every version folder not in ``keep`` and not being written (``being_written``);
+    returns the removed versions."""
+    removed = [
+        v
+        for v in product_versions(store, paths)
+        if v not in keep and not being_written(store, paths.product(v).folder)
+    ]
     for version in removed:
         store.delete(paths.product(version).folder)
     return removed

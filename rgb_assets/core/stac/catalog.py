@@ -379,8 +379,10 @@ def composite_item(
     medoid = recipe.get("method") == "medoid"
     if medoid:
         eo_bands.append(
-            Band.create(name="source_date", description="day of the medoid observation, "
-                        "days since 1970-01-01")
+            Band.create(
+                name="source_date",
+                description="day of the medoid observation, days since 1970-01-01",
+            )
         )
     EOExtension.ext(data, add_if_missing=True).bands = eo_bands
     raster_bands = [
@@ -457,4 +459,3 @@ def _lineage(recipe: dict[str, Any], observations: int, month: str, mask_kind: s
     elif haze:
         text += " No haze test (plain composite)."
     return text
-

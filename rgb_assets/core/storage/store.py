@@ -58,7 +58,8 @@ def _temp_suffix(kind: str) -> str:
     return f"{kind}-{os.getpid()}-{uuid.uuid4().hex}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -89,7 +90,7 @@ def remove_stale(folder: Path, prefix: str = "") -> list[str]:
         except FileNotFoundError:
             continue
         # Old-style names (no pid) have no owner to ask: by age only.
-        owned = pid is not None and age <= STALE_AFTER_S and _pid_alive(int(pid))
+        owned = pid is not None and age <= STALE_AFTER_S and pid_alive(int(pid))
         if owned or (pid is None and age <= 600):
             continue
         with contextlib.suppress(FileNotFoundError):
@@ -286,6 +287,18 @@ class Store:
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
             self.fs.put(str(local).rstrip("/") + "/", path, recursive=True)
+
+    def age_s(self, key: str) -> float | None:
+        """Seconds since ``key`` was last modified (None when it does not exist)."""
+        try:
+            info = self.fs.info(self._path(key))
+        except FileNotFoundError:
+            return None
+        when = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if when is None:
+            return None
+        stamp = when.timestamp() if hasattr(when, "timestamp") else float(when)
+        return max(0.0, time.time() - stamp)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
