@@ -261,13 +261,20 @@ class Launcher:
         sampler.stop()
         return self.report(run_id) | {"wall_s": wall, "peak_rss_mb": sampler.peak_mb}
 
-    def backfill(self, partitions: list[tuple[str, str]]) -> tuple[float, int]:
-        """Submit every partition to the queue at once; (seconds to the last end, succeeded)."""
+    def backfill(self, partitions: list[tuple[str, str]]) -> tuple[float, int, list[str]]:
+        """Submit every partition to the queue at once; (seconds to the last end, succeeded,
+        what failed and why)."""
         t0 = time.perf_counter()
         run_ids = [self.create(aoi, month, queued=True) for aoi, month in partitions]
         self.wait(run_ids, every_s=0.5)
         seconds = time.perf_counter() - t0
-        return seconds, sum(self.report(r)["success"] for r in run_ids)
+        reports = [self.report(r) for r in run_ids]
+        failed = [
+            f"{aoi} {month} (run {r['run_id']}): {r['failure']}"
+            for (aoi, month), r in zip(partitions, reports, strict=True)
+            if not r["success"]
+        ]
+        return seconds, len(reports) - len(failed), failed
 
     def close(self) -> None:
         self._stack.close()
@@ -550,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         out["small_partition_s"] = round(min(r["wall_s"] for r in small), 3)
         out["small_partition_s_first"] = round(small[0]["wall_s"], 3)
 
-        seconds, ok = launchers[-1].backfill(list(zip(aois, months, strict=True)))
+        seconds, ok, failed = launchers[-1].backfill(list(zip(aois, months, strict=True)))
+        problems += [f"backfill run failed: {f}" for f in failed]
         out["backfill_partitions"] = setup.backfill
         out["backfill_succeeded"] = ok
         out["partitions_per_hour"] = round(3600 * setup.backfill / seconds, 1)
@@ -564,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         for a in sorted(set(aois)):
             per_run.register(a, sample_aoi)
         launchers.append(Launcher(per_run, warm=False, queue=True))
-        seconds2, ok2 = launchers[-1].backfill(list(zip(aois, months, strict=True)))
+        seconds2, ok2, failed2 = launchers[-1].backfill(list(zip(aois, months, strict=True)))
+        problems += [f"backfill (per-run cluster) run failed: {f}" for f in failed2]
         out["backfill_succeeded_per_run_cluster"] = ok2
         out["partitions_per_hour_per_run_cluster"] = round(3600 * setup.backfill / seconds2, 1)
         out["backfill_speedup"] = round(

@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, suppress
 from typing import Any
 
+import dask
 from dagster import (
     DagsterInstance,
     ExecutorDefinition,
@@ -57,6 +58,7 @@ from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements
 from dask.system import CPU_COUNT
 
+from rgb_assets.cluster import WORKER_CONFIG
 from rgb_assets.config import Settings, get_settings, merge_run_config
 
 #: How often the run process looks for interrupts while steps run on the cluster.
@@ -163,9 +165,10 @@ class ManagedDaskExecutor(DaskExecutor):
             raise ValueError("Dask execution requires a persistent DagsterInstance (DAGSTER_HOME)")
         with ExitStack() as stack:
             if self.cluster_type == "local":
-                cluster = stack.enter_context(
-                    LocalCluster(**local_cluster_kwargs(self.cluster_configuration))
-                )
+                with dask.config.set(WORKER_CONFIG):  # the nannies pass it to their workers
+                    cluster = stack.enter_context(
+                        LocalCluster(**local_cluster_kwargs(self.cluster_configuration))
+                    )
                 address = cluster.scheduler_address
             elif self.cluster_type == "existing":
                 address = self.cluster_configuration["address"]

@@ -28,6 +28,7 @@ def where_am_i(context: OpExecutionContext) -> int:
             "pid": os.getpid(),
             "scheduler": worker.scheduler.address,
             "nthreads": worker.state.nthreads,
+            "profiling": "profile" in worker.periodic_callbacks,
         }
     )
     return os.getpid()
@@ -130,6 +131,8 @@ def test_local_cluster_shuts_down_at_the_end_of_the_run():
     # The steps ran in worker processes of this run's cluster, with the user's thread count.
     assert first["pid"] != os.getpid() and second["pid"] != os.getpid()
     assert first["nthreads"] == 2
+    # No statistical profiler on the run's workers (CPython 3.11 deadlock: rgb_assets.cluster).
+    assert first["profiling"] is False
     worker_pids = {first["pid"], second["pid"]}
     # Everything the cluster started is gone (allow the nannies a moment to reap).
     deadline = time.monotonic() + 10

@@ -9,9 +9,10 @@ A month is written as one time step: replaced in place (a region write) when the
 appended when it is later than every step, and inserted by rewriting the cube in time order
 otherwise; a month that became "no data" is removed. So a re-made month never duplicates a step.
 
-Months are copied chunk by chunk from the published composite's Zarr on Dask's local threads,
-never loaded whole and never through a cluster: inside a step on the Dask executor the default
-scheduler is the cluster's, which would ship every chunk read here through its scheduler.
+Months are copied chunk by chunk from the published composite's Zarr in the step's own thread
+(Dask's synchronous scheduler), never loaded whole and never through a cluster: inside a step on
+the Dask executor the default scheduler is the cluster's, which would ship every chunk read
+here through its scheduler. No thread is started either (see ``rgb_assets.cluster``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def write_month(store: Store, key: str, month: Month, composite: xr.Dataset | No
 
     Callers hold a lock on the cube: two months of one AOI must not write it at once.
     """
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(scheduler="synchronous"):
         return _write_month(store, key, month, composite)
 
 
