@@ -31,7 +31,6 @@ from typing import Any
 #: a step (CPython gh-106883, fixed in 3.12): a backfill run hung in 1 of 50 here. The
 #: dashboard's task stream and progress stay; its "Profile" page is empty.
 WORKER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
-WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
 DEFAULT_PORT = 8786
 DEFAULT_DASHBOARD = 8787
@@ -46,6 +45,11 @@ def dask_setup(worker: Any) -> None:
     """
     import rgb_assets.core.products.composite  # noqa: F401
     import rgb_assets.definitions  # noqa: F401
+
+    # WORKER_CONFIG for a worker started without it: its profiler is already set up; stop it.
+    profiler = worker.periodic_callbacks.pop("profile", None)
+    if profiler is not None:
+        profiler.stop()
 
 
 def _port_open(port: int) -> bool:
@@ -139,7 +143,6 @@ def start(
         stdout=logs[1],
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, **WORKER_ENV},
     )
     for log in logs:  # the processes hold their own copies
         log.close()
