@@ -128,10 +128,10 @@ def _nodata_scalar(band: np.ndarray, nodata: float) -> Any:
     return v if float(v) == nodata else None
 
 
-def _strips(y: int, x: int, t: int) -> Iterator[slice]:
-    """Row strips of about 64 Ki pixels per time plane, so a strip of every plane stays in
-    cache while a task works through it."""
-    step = max(1, min(y, 65536 // max(x, 1)))
+def _strips(y: int, x: int, t: int, pixels: int = 65536) -> Iterator[slice]:
+    """Row strips of about ``pixels`` (64 Ki) pixels per time plane, so a strip of every plane
+    stays in cache while a task works through it."""
+    step = max(1, min(y, pixels // max(x, 1)))
     for y0 in range(0, y, step):
         yield slice(y0, min(y, y0 + step))
 
@@ -556,9 +556,7 @@ def _haze_block(
     t, y, x = valid.shape
     ones, zeros = np.ones(t, "float32"), np.zeros(t, "float32")
     out = np.empty_like(valid)
-    step = max(1, min(y, HAZE_STRIP_PIXELS // max(x, 1)))
-    for y0 in range(0, y, step):
-        ys = slice(y0, min(y, y0 + step))
+    for ys in _strips(y, x, t, HAZE_STRIP_PIXELS):
         v = valid[:, ys]
         b = reflectance(v, blue[:, ys], scales[0], offsets[0])
         r = reflectance(v, red[:, ys], scales[1], offsets[1])
