@@ -204,6 +204,17 @@ def test_stack_runs_a_partition_end_to_end(stack: Stack) -> None:
     table = httpx.get(f"{dashboard}/info/main/workers.html", timeout=30).text
     cells = re.findall(r"<td>\s*([^<]*?)\s*</td>", table)
     assert {"dask-worker-1", "dask-worker-2"} <= set(cells), cells
+    # The workers preload the code location and run without Dask's profiler (rgb_assets.cluster).
+    probe = stack.compose(
+        "exec", "-T", "dask-worker-1", "python", "-c",
+        "import json, os, sys\n"
+        "from distributed import Client\n"
+        "with Client(os.environ['RGB_ASSETS_DASK_SCHEDULER'], timeout=60) as c:\n"
+        "    print(json.dumps(c.run(lambda dask_worker: ["
+        "'profile' in dask_worker.periodic_callbacks, 'rgb_assets.definitions' in sys.modules])))",
+    )  # fmt: skip
+    workers = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert len(workers) == 2 and all(w == [False, True] for w in workers.values()), workers
     for run_id in (gql_run, rest_run):
         meta = _composite_metadata(stack, run_id)
         assert str(meta["dask_dashboard"]).startswith(f"{dashboard}/"), meta

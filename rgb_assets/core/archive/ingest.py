@@ -148,12 +148,13 @@ def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any
         with mem.open(**profile) as tmp:
             tmp.write(data)
             tmp.update_tags(**tags)
-            # The COG driver's own nearest overviews, built here in memory: the driver then only
-            # compresses them (0.05 s per 2048^2 clip instead of 0.11 s, the same file). When a
-            # side does not divide by the coarsest factor, GDAL rounds the two ways differently
-            # (257 vs 256 rows): the driver then builds them itself, as before.
+            # Nearest overviews built here in memory, the way ``gdaladdo`` does: the COG driver
+            # then only compresses them (0.07 s per 2105^2 clip, against 0.14 s when it builds
+            # them itself through a temporary file). The levels are the driver's; where a side
+            # does not divide by a level's factor, the level has gdaladdo's rounded-up size
+            # (1053 rows for 2105, where the driver makes 1052).
             factors = overview_factors(int(win.width), int(win.height))
-            if factors and int(win.width) % factors[-1] == 0 == int(win.height) % factors[-1]:
+            if factors:
                 tmp.build_overviews(factors, Resampling.nearest)
         with mem.open() as tmp:
             rasterio.shutil.copy(tmp, str(dest), driver="COG", **ARCHIVE_COG)

@@ -1,7 +1,9 @@
-"""Known answers for the compositing engine on hand-built arrays (no I/O)."""
+"""Known answers for the compositing engine on hand-built arrays, and the engine on the real
+sample month."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from datetime import UTC, datetime
 
@@ -227,3 +229,58 @@ def test_composite_bands_are_checked_against_the_collection():
     for bad in (["red", "green"], ["red", "red", "blue"], ["red", "green", "blue", "red"]):
         with pytest.raises(InputError, match="^bands: .*exactly three distinct"):
             validate_bands(bad, SENTINEL2_L2A)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunk", "side"),
+    [
+        ((2048, 2048), 2048, 1024),  # one tile: four of 1024
+        ((4096, 4096), 2048, 2048),  # four tiles already
+        ((3000, 1000), 2048, 512),  # 2 x 1 tiles, then 3 x 1: 6 x 2 of 512
+        ((1000, 1000), 2048, 512),  # 2 x 2 of 512
+        ((100, 100), 2048, 512),  # a small AOI: one tile whatever the side, never below 512
+        ((2048, 2048), 700, 700),  # a chunk already giving enough tiles stays
+        ((2048, 2048), 600, 600),  # and one that cannot be halved above 512 too
+    ],
+)
+def test_tile_side_gives_a_small_grid_several_tiles(shape, chunk, side):
+    from rgb_assets.core.raster.compositing import tile_side
+
+    assert tile_side(shape, chunk) == side
+
+
+def test_the_composite_does_not_depend_on_the_tile_side(sample_dir):
+    """The real sample month through the whole engine (cloud clean-up with its halo, the haze
+    test, AOI clip) on the scenes' grid, in one tile and in 32 px tiles: the same composite,
+    pixel for pixel."""
+    import dask
+
+    from rgb_assets.core.domain.aoi import Aoi
+    from rgb_assets.core.domain.collection_specs import SENTINEL2_L2A, resolve_item
+    from rgb_assets.core.products.composite import _asset_transform
+    from rgb_assets.core.raster.compositing import CompositeOptions, median_composite
+    from rgb_assets.core.raster.grids import aoi_geometry, output_geobox
+
+    aoi = Aoi.create("sample", json.loads((sample_dir.parent / "sample_aoi.geojson").read_text()))
+    items = []
+    for item in pystac.Collection.from_file(str(sample_dir / "collection.json")).get_items():
+        if item.datetime and item.datetime.strftime("%Y-%m") == "2015-08":
+            item.make_asset_hrefs_absolute()
+            items.append(resolve_item(item, SENTINEL2_L2A))
+            item.assets["mask"] = item.assets.pop("scl")  # the engine loads roles, as archived
+    # On the scenes' own grid, as ``compute_composite`` makes it. (On a grid not aligned with
+    # the scenes, nearest resampling per tile moved 3 of 8832 pixels here: that is why
+    # ``tile_side`` depends on the grid only, never on the cluster.)
+    geobox = output_geobox(aoi, 10.0, align_to=_asset_transform(items[0]))
+    assert len(items) > 1 and min(geobox.shape) > 64
+    out = {}
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for chunk in (2048, 32):
+            options = CompositeOptions(mask=MaskRule("scl"), chunk=chunk)
+            assert options.mask.halo and options.haze.active
+            ds = median_composite(items, geobox, options, aoi_geometry(aoi))
+            assert ds["red"].data.chunksize == tuple(min(chunk, n) for n in geobox.shape)
+            out[chunk] = ds.compute()
+    assert int(out[2048]["clear_count"].sum()) > 0
+    for name in ("red", "green", "blue", "clear_count"):
+        np.testing.assert_array_equal(out[32][name].values, out[2048][name].values)

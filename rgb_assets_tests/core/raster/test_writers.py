@@ -92,6 +92,8 @@ def test_write_cog_is_a_valid_float32_cog_equal_to_the_dataset(
         assert src.shape == GRID.shape
         assert src.block_shapes[0] == (512, 512)
         assert src.overviews(1), "no overviews"
+        structure = src.tags(ns="IMAGE_STRUCTURE")
+        assert (structure["COMPRESSION"], structure["PREDICTOR"]) == ("DEFLATE", "3")
         data = src.read()
     for i, name in enumerate([*BANDS, "clear_count"]):
         expected = composite[name].values.astype(np.float32)
@@ -126,6 +128,8 @@ def test_write_visual_is_an_rgb_byte_cog_with_the_documented_stretch(
         assert src.nodata == 0
         assert src.colorinterp == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
         assert src.transform == GRID.affine
+        structure = src.tags(ns="IMAGE_STRUCTURE")
+        assert (structure["COMPRESSION"], structure["PREDICTOR"]) == ("DEFLATE", "2")
         rgb = src.read()
     expected = np.stack([stretch_to_byte(composite[b].values) for b in BANDS])
     expected[2, 300, 300] = 1  # a partly missing pixel stays valid: its missing band is 1
