@@ -143,6 +143,8 @@ def test_disk_full_fails_red_and_keeps_the_published_product(tmp_path: Path, ful
         )
         assert assert_consistent(storage, aoi, MONTH, catalog=True) == first
         assert_same_pixels(pixels, product_arrays(storage, first))
+        # The failed write removed its own version folder (``write_version``), at once.
+        assert leftovers(storage, aoi, MONTH) == []
         # The staging folder may outlive the failed run: the Zarr writes of other Dask tasks
         # still running when the step removed it. The next run removes it (its owner is dead).
 

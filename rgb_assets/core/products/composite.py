@@ -12,6 +12,7 @@ product complete and consistent with its catalog entry; the next run clears the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -43,7 +44,7 @@ from rgb_assets.core.raster.stats import band_stats_zarr
 from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_visual, write_zarr
 from rgb_assets.core.stac.catalog import CompositeFiles
 from rgb_assets.core.storage import checksums
-from rgb_assets.core.storage.layout import SIDECAR, PartitionPaths
+from rgb_assets.core.storage.layout import SIDECAR, PartitionPaths, ProductPaths
 from rgb_assets.core.storage.store import STALE_AFTER_S, Store, pid_alive
 
 
@@ -150,8 +151,24 @@ def write_version(
     result: CompositeResult, store: Store, paths: PartitionPaths, version: str
 ) -> CompositeFiles:
     """Write COG, visual COG and thumbnail from the staged Zarr and upload all four products
-    into the version folder ``version`` (not yet published)."""
+    into the version folder ``version`` (not yet published).
+
+    When writing fails, the version folder is removed again (best effort) before the error goes
+    on: its writer marker names this process, which on a persistent cluster's worker lives on,
+    so no later clean-up would remove it for ``STALE_AFTER_S``.
+    """
     product = paths.product(version)
+    try:
+        return _write_version(result, store, product, version)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the write's own error is the one to report
+            store.delete(product.folder)
+        raise
+
+
+def _write_version(
+    result: CompositeResult, store: Store, product: ProductPaths, version: str
+) -> CompositeFiles:
     store.write_text(f"{product.folder}/{WRITING}{socket.gethostname()}-{os.getpid()}", "")
     staging = Path(result.staging or "")
     ds = xr.open_zarr(result.zarr_path, consolidated=True)

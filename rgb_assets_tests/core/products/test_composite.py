@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,22 @@ def test_a_new_version_switches_the_sidecar_and_old_versions_go(
     assert product_versions(store, PATHS) == ["v2"]
     assert not store.exists(PATHS.product("v1").folder)
     assert store.exists(v2.cog) and store.exists(PATHS.sidecar)
+
+
+def test_a_failed_write_removes_its_own_version_and_keeps_the_published_one(
+    staged: CompositeResult, store: Store
+):
+    """A write that fails after its writer marker leaves no version folder behind: on a
+    persistent cluster the marker's process (the worker) lives on, so no clean-up would."""
+    v1 = write_version(staged, store, PATHS, "v1")
+    publish_version(staged, v1, store, PATHS)
+    shutil.rmtree(staged.zarr_path)  # the staged composite is gone: the write fails
+    with pytest.raises(FileNotFoundError):
+        write_version(staged, store, PATHS, "v2")
+    assert product_versions(store, PATHS) == ["v1"]
+    assert not store.exists(PATHS.product("v2").folder)
+    assert read_product(store, PATHS)[1] == v1  # type: ignore[index]
+    assert all(store.exists(key) for key in v1.sizes)
 
 
 def test_withdraw_product_leaves_a_tombstone(staged: CompositeResult, store: Store):
