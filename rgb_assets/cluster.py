@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -32,10 +31,6 @@ from typing import Any
 #: a step (CPython gh-106883, fixed in 3.12): a backfill run hung in 1 of 50 here. The
 #: dashboard's task stream and progress stay; its "Profile" page is empty.
 WORKER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
-#: glibc's mmap threshold on preloaded workers (``tune_malloc``).
-MMAP_THRESHOLD = 32 << 20
-#: ``mallopt`` parameter number of the mmap threshold (glibc's ``malloc.h``).
-_M_MMAP_THRESHOLD = -3
 
 DEFAULT_PORT = 8786
 DEFAULT_DASHBOARD = 8787
@@ -43,8 +38,7 @@ STATE_DIR = Path(".dask_cluster")
 
 
 def dask_setup(worker: Any) -> None:
-    """Worker preload: import the code location once, when the worker starts, stop Dask's
-    profiler and tune the worker's malloc (``tune_malloc``).
+    """Worker preload: import the code location once, when the worker starts.
 
     A step then finds Dagster, odc-stac, rasterio and the project already imported (about
     5 CPU-seconds per fresh process otherwise).
@@ -56,38 +50,6 @@ def dask_setup(worker: Any) -> None:
     profiler = worker.periodic_callbacks.pop("profile", None)
     if profiler is not None:
         profiler.stop()
-    tune_malloc(worker)
-
-
-class TrimAfterTask:
-    """Worker plugin: give the heap's free pages back to the system after every task."""
-
-    def __init__(self, libc: ctypes.CDLL) -> None:
-        self._libc = libc
-
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if start == "executing":
-            self._libc.malloc_trim(0)
-
-
-def tune_malloc(worker: Any) -> bool:
-    """Keep a worker's tile arrays on the heap, and its memory bounded; False without glibc.
-
-    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_``, which also freezes glibc's mmap threshold at
-    128 KiB: every tile array was a fresh ``mmap``, page-faulted in and unmapped again, and a
-    2048^2 composite took 3.1-3.4 s on two workers against 2.4 s on two local threads. Arrays
-    up to ``MMAP_THRESHOLD`` (a 1024^2 tile's stack of 12 uint16 planes is 25 MB) now come
-    from the heap (2.4 s), and the heap's free pages go back to the system after each task
-    (``malloc_trim``): without that, a 4096^2 run's peak RSS rose from 2.3 to 2.9 GB.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        if not libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD):
-            return False
-    except (OSError, AttributeError):  # another C library: its own defaults stay
-        return False
-    worker.plugins["rgb-assets-trim-after-task"] = TrimAfterTask(libc)
-    return True
 
 
 def _port_open(port: int) -> bool:
