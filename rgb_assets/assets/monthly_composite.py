@@ -108,8 +108,8 @@ class CompositeConfig(Config):
         default=2048,
         ge=256,
         le=8192,
-        description="Largest tile side in pixels of one Dask task (an AOI with fewer tiles "
-        "than the cluster has threads gets halved tiles, down to 512); memory per task is about "
+        description="Largest tile side in pixels of one Dask task (an AOI of fewer than four "
+        "such tiles gets halved ones, down to 512); memory per task is about "
         "time slices x chunk^2 x 7 bytes (3 uint16 bands + mask), so lower it for long months",
     )
     min_clear_fraction: float = Field(
