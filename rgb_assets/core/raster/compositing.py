@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -350,10 +350,8 @@ def load_stack(
     slices: Sequence[TimeSlice],
     geobox: GeoBox,
     options: CompositeOptions,
-    chunk: int | None = None,
 ) -> tuple[xr.Dataset, bool]:
-    """Lazy (time, y, x) Dask-backed dataset with the bands, ``mask`` and maybe ``radsat``, in
-    tiles of ``chunk`` (default ``options.chunk``)."""
+    """Lazy (time, y, x) Dask-backed dataset with the bands, ``mask`` and maybe ``radsat``."""
     radsat = (
         options.mask.kind == "qa_pixel"
         and options.mask.use_radsat
@@ -369,7 +367,7 @@ def load_stack(
         [s.first.datetime for s in slices],
         measurements,
         geobox,
-        chunk or options.chunk,
+        options.chunk,
         resampling,
     )
     return ds, radsat
@@ -397,8 +395,8 @@ def median_composite(
         raise ValueError("median_composite needs at least one item")
     lon = float(geobox.extent.centroid.to_crs("EPSG:4326").coords[0][0])
     slices = group_time_slices(items, lon, options.bands)
-    side = tile_side(tuple(geobox.shape), options.chunk)
-    ds, radsat = load_stack(slices, geobox, options, side)
+    options = replace(options, chunk=tile_side(tuple(geobox.shape), options.chunk))
+    ds, radsat = load_stack(slices, geobox, options)
 
     scales = np.array([[s.first.bands[b].scale for s in slices] for b in options.bands], "float32")
     offsets = np.array(
