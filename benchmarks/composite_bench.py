@@ -546,14 +546,16 @@ def measure_rss(w: Workload, px: int, chunk: int | None) -> dict[str, Any]:
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(w.dir), str(px)]
     cmd += [str(store)] + (["--chunk", str(chunk)] if chunk else [])
-    # The environment Dask's nanny gives every worker (MALLOC_TRIM_THRESHOLD_ among others), so
-    # the child's heap behaves like that of the Dask worker running a Dagster step.
+    # The environment the project's Dask workers get (the nanny's variables, then the malloc
+    # settings of rgb_assets.cluster), so the child's heap behaves like that of the Dask worker
+    # running a Dagster step.
     import dask
     import distributed  # noqa: F401  (registers the distributed config defaults)
 
-    env = os.environ | {
-        k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-    }
+    from rgb_assets.cluster import WORKER_MALLOC
+
+    nanny = dask.config.get("distributed.nanny.pre-spawn-environ")
+    env = os.environ | {k: str(v) for k, v in nanny.items() if v is not None} | WORKER_MALLOC
     proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     with xr.open_zarr(store) as z:

@@ -308,7 +308,6 @@ class Env:
             "RGB_ASSETS_DEPLOYMENT": "demo",
             "RGB_ASSETS_STAC_URL": stac_url,
             "RGB_ASSETS_STORAGE_ROOT": str(root / "store"),
-            "MALLOC_TRIM_THRESHOLD_": "65536",
         }
         if read_root:  # scenes outside the source catalog's folder (the shared workload)
             self.vars["RGB_ASSETS_ALLOWED_ROOTS"] = str(read_root)

@@ -58,7 +58,7 @@ from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements
 from dask.system import CPU_COUNT
 
-from rgb_assets.cluster import WORKER_CONFIG
+from rgb_assets.cluster import WORKER_CONFIG, worker_malloc
 from rgb_assets.config import Settings, get_settings, merge_run_config
 
 #: How often the run process looks for interrupts while steps run on the cluster.
@@ -165,7 +165,8 @@ class ManagedDaskExecutor(DaskExecutor):
             raise ValueError("Dask execution requires a persistent DagsterInstance (DAGSTER_HOME)")
         with ExitStack() as stack:
             if self.cluster_type == "local":
-                with dask.config.set(WORKER_CONFIG):  # the nannies pass it to their workers
+                # The nannies pass both to their workers.
+                with dask.config.set(WORKER_CONFIG), worker_malloc():
                     cluster = stack.enter_context(
                         LocalCluster(**local_cluster_kwargs(self.cluster_configuration))
                     )

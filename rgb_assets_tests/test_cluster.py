@@ -11,7 +11,13 @@ from pathlib import Path
 
 import psutil
 
-from rgb_assets.cluster import start, stop
+from rgb_assets.cluster import WORKER_MALLOC, start, stop
+
+
+def start_environ(raw: bytes) -> dict[str, str]:
+    """A process's ``/proc/<pid>/environ``: its environment when it started (what glibc's
+    malloc read)."""
+    return dict(v.decode().split("=", 1) for v in raw.split(b"\0") if b"=" in v)
 
 
 def _free_port() -> int:
@@ -32,11 +38,16 @@ def test_persistent_cluster_workers_are_preloaded_without_the_profiler(tmp_path:
                 lambda dask_worker: (
                     "profile" in dask_worker.periodic_callbacks,
                     "rgb_assets.definitions" in sys.modules,
+                    Path("/proc/self/environ").read_bytes(),
                 )
             )
         assert len(state) == 2
         # No statistical profiler (CPython 3.11 deadlock, see WORKER_CONFIG); project imported.
-        assert all(s == (False, True) for s in state.values()), state
+        assert all(s[:2] == (False, True) for s in state.values()), state
+        # glibc's malloc settings were in each worker's environment when it started.
+        for *_, raw in state.values():
+            environ = start_environ(raw)
+            assert {k: environ.get(k) for k in WORKER_MALLOC} == WORKER_MALLOC, environ
     finally:
         assert stop(tmp_path)
     deadline = time.monotonic() + 10

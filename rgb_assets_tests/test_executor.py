@@ -9,12 +9,15 @@ import ipaddress
 import os
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psutil
 from dagster import DagsterInstance, OpExecutionContext, execute_job, job, op, reconstructable
 
+from rgb_assets.cluster import WORKER_MALLOC
 from rgb_assets.executor import dask_executor, local_cluster_kwargs
+from rgb_assets_tests.test_cluster import start_environ
 
 
 @op
@@ -29,6 +32,12 @@ def where_am_i(context: OpExecutionContext) -> int:
             "scheduler": worker.scheduler.address,
             "nthreads": worker.state.nthreads,
             "profiling": "profile" in worker.periodic_callbacks,
+            # The malloc settings in the worker's environment when it started.
+            "malloc": {
+                k: v
+                for k, v in start_environ(Path("/proc/self/environ").read_bytes()).items()
+                if k.startswith("MALLOC_")
+            },
         }
     )
     return os.getpid()
@@ -133,6 +142,8 @@ def test_local_cluster_shuts_down_at_the_end_of_the_run():
     assert first["nthreads"] == 2
     # No statistical profiler on the run's workers (CPython 3.11 deadlock: rgb_assets.cluster).
     assert first["profiling"] is False
+    # glibc's malloc settings of rgb_assets.cluster.WORKER_MALLOC, set before the worker started.
+    assert {k: first["malloc"].get(k) for k in WORKER_MALLOC} == WORKER_MALLOC, first["malloc"]
     worker_pids = {first["pid"], second["pid"]}
     # Everything the cluster started is gone (allow the nannies a moment to reap).
     deadline = time.monotonic() + 10

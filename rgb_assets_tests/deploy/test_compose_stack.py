@@ -26,6 +26,7 @@ import rasterio
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
+from rgb_assets.cluster import WORKER_MALLOC
 from rgb_assets_tests.deploy.docker_env import COMPOSE, docker_engine, ensure_base_image, run
 from rgb_assets_tests.deploy.stack import (
     DOCKER_DIR,
@@ -204,17 +205,24 @@ def test_stack_runs_a_partition_end_to_end(stack: Stack) -> None:
     table = httpx.get(f"{dashboard}/info/main/workers.html", timeout=30).text
     cells = re.findall(r"<td>\s*([^<]*?)\s*</td>", table)
     assert {"dask-worker-1", "dask-worker-2"} <= set(cells), cells
-    # The workers preload the code location and run without Dask's profiler (rgb_assets.cluster).
+    # The workers preload the code location and run without Dask's profiler, with the malloc
+    # settings of rgb_assets.cluster.WORKER_MALLOC in their environment from the start.
     probe = stack.compose(
         "exec", "-T", "dask-worker-1", "python", "-c",
         "import json, os, sys\n"
+        "from pathlib import Path\n"
         "from distributed import Client\n"
         "with Client(os.environ['RGB_ASSETS_DASK_SCHEDULER'], timeout=60) as c:\n"
         "    print(json.dumps(c.run(lambda dask_worker: ["
-        "'profile' in dask_worker.periodic_callbacks, 'rgb_assets.definitions' in sys.modules])))",
+        "'profile' in dask_worker.periodic_callbacks, 'rgb_assets.definitions' in sys.modules, "
+        "{k: v for k, _, v in (e.partition('=') for e in "
+        "Path('/proc/self/environ').read_text(errors='replace').split(chr(0))) "
+        "if k.startswith('MALLOC_')}])))",
     )  # fmt: skip
     workers = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert len(workers) == 2 and all(w == [False, True] for w in workers.values()), workers
+    assert len(workers) == 2 and all(w[:2] == [False, True] for w in workers.values()), workers
+    for *_, malloc in workers.values():
+        assert {k: malloc.get(k) for k in WORKER_MALLOC} == WORKER_MALLOC, malloc
     for run_id in (gql_run, rest_run):
         meta = _composite_metadata(stack, run_id)
         assert str(meta["dask_dashboard"]).startswith(f"{dashboard}/"), meta

@@ -37,6 +37,7 @@ from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.collection_specs import ResolvedItem
 from rgb_assets.core.domain.errors import ChecksumError, RgbAssetsError
 from rgb_assets.core.domain.months import Month
+from rgb_assets.core.raster.writers import overview_factors
 from rgb_assets.core.stac.properties import AOI_PROP, CLIP_PROP, MODE_PROP, MONTH_PROP
 from rgb_assets.core.storage import checksums
 from rgb_assets.core.storage.layout import PartitionPaths
@@ -114,18 +115,6 @@ ARCHIVE_COG = {
 }
 
 
-def overview_factors(
-    width: int, height: int, block: int = int(ARCHIVE_COG["BLOCKSIZE"])
-) -> list[int]:
-    """The overview levels GDAL's COG driver makes: halve until the image fits one block."""
-    factors: list[int] = []
-    factor = 1
-    while max(math.ceil(width / factor), math.ceil(height / factor)) > block:
-        factor *= 2
-        factors.append(factor)
-    return factors
-
-
 def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any] | None:
     """Write the AOI window of ``href`` to ``dest`` as a COG; returns its grid, or None."""
     with rasterio.Env(**_not_kept(href)), rasterio.open(href) as src:
@@ -153,7 +142,9 @@ def clip_to_cog(href: str, bbox: tuple[float, ...], dest: Path) -> dict[str, Any
             # them itself through a temporary file). The levels are the driver's; where a side
             # does not divide by a level's factor, the level has gdaladdo's rounded-up size
             # (1053 rows for 2105, where the driver makes 1052).
-            factors = overview_factors(int(win.width), int(win.height))
+            factors = overview_factors(
+                int(win.width), int(win.height), int(ARCHIVE_COG["BLOCKSIZE"])
+            )
             if factors:
                 tmp.build_overviews(factors, Resampling.nearest)
         with mem.open() as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dask.array as da
@@ -17,6 +18,7 @@ from rasterio.enums import ColorInterp
 from rio_cogeo.cogeo import cog_validate
 
 from rgb_assets.core.raster.writers import (
+    overview_factors,
     stretch_to_byte,
     write_cog,
     write_thumbnail,
@@ -98,6 +100,41 @@ def test_write_cog_is_a_valid_float32_cog_equal_to_the_dataset(
     for i, name in enumerate([*BANDS, "clear_count"]):
         expected = composite[name].values.astype(np.float32)
         assert np.array_equal(data[i], expected, equal_nan=True), name
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "factors"),
+    [(512, 512, []), (513, 100, [2]), (2048, 2048, [2, 4]), (2105, 1999, [2, 4, 8])],
+)
+def test_overview_factors_halve_until_one_block(width: int, height: int, factors: list[int]):
+    assert overview_factors(width, height) == factors
+
+
+def test_cog_overviews_are_nodata_aware_averages(tmp_path: Path):
+    # 1024^2 with 512 px blocks: one overview level, each pixel the mean of a 2 x 2 block
+    # whose NaN (nodata) pixels do not count; all-NaN blocks stay NaN.
+    gb = GeoBox.from_bbox((400000, 5000000, 410240, 5010240), "EPSG:32633", resolution=10)
+    rng = np.random.default_rng(3)
+    data = {b: rng.uniform(0, 0.5, gb.shape).astype(np.float32) for b in BANDS}
+    data["red"][::2, ::2] = np.nan  # one pixel of every block missing
+    data["green"][:2, :2] = np.nan  # one whole block missing
+    count = rng.integers(1, 9, gb.shape).astype(np.uint16)
+    ds = xr.Dataset(
+        {**{b: (("y", "x"), v) for b, v in data.items()}, "clear_count": (("y", "x"), count)},
+        coords=xr_coords(gb),
+    )
+    path = tmp_path / "c.tif"
+    write_cog(ds, BANDS, path, tmp_path)
+    with rasterio.open(path) as src:
+        assert src.overviews(1) == [2]
+        level = src.read(out_shape=(4, 512, 512))  # served from the overview
+    for i, name in enumerate([*BANDS, "clear_count"]):
+        blocks = ds[name].values.astype(np.float64).reshape(512, 2, 512, 2)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN block
+            expected = np.nanmean(blocks, axis=(1, 3))
+        assert np.allclose(level[i], expected, rtol=1e-6, equal_nan=True), name
+    assert np.isnan(level[1, 0, 0]) and not np.isnan(level[0]).any()
 
 
 @pytest.mark.parametrize(
