@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rgb_assets.config import child_environment, environment
+
 #: Dask settings of the workers this project starts (this cluster, a run's ``LocalCluster``).
 #: Dask's statistical profiler calls ``sys._current_frames()`` every 10 ms on every worker; on
 #: Python 3.11 a garbage collection run inside that call can deadlock a thread being started in
@@ -61,16 +63,8 @@ def worker_malloc() -> Iterator[None]:
     value is there. glibc reads these only when a process starts, so they must be in place
     before the nanny spawns its worker.
     """
-    before = {k: os.environ.get(k) for k in WORKER_MALLOC}
-    os.environ.update(WORKER_MALLOC)
-    try:
+    with environment(WORKER_MALLOC):
         yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def dask_setup(worker: Any) -> None:
@@ -180,7 +174,7 @@ def start(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         # The nanny prefers these to its own ``MALLOC_TRIM_THRESHOLD_`` (see ``worker_malloc``).
-        env=dict(os.environ) | WORKER_MALLOC,
+        env=child_environment(WORKER_MALLOC),
     )
     for log in logs:  # the processes hold their own copies
         log.close()

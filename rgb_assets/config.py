@@ -10,9 +10,10 @@ configuration table is checked against it by the tests.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -367,3 +368,24 @@ def apply_defaults(defaults: Mapping[str, str]) -> None:
     """Set variables that are not set yet (the demo's, for itself and its Dask workers)."""
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process started from this one, with ``extra`` set."""
+    return dict(os.environ) | dict(extra)
+
+
+@contextlib.contextmanager
+def environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """``extra`` set in this process's environment for the block, then restored (for child
+    processes started by libraries that take no environment argument, like Dask's nanny)."""
+    before = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
