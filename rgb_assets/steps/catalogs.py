@@ -66,7 +66,9 @@ class CatalogOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _publish(publish_url: str | None, kind: CatalogKind, *args: object) -> PublishReport | None:
+def _publish(
+    publish_url: str | None, kind: CatalogKind, *args: object
+) -> PublishReport | None:
     if not publish_url:
         return None
     with StacPublisher(publish_url) as publisher:
@@ -129,7 +131,9 @@ def catalog_composite(
             report = _publish(publish_url, "derived", template, aoi.name, month, [])
             remove_versions(store, paths, keep=set())
             clear_withdrawn(store, paths)
-            return CatalogOutcome("withdrawn", cat.root_key, removed=update.removed, api=report)
+            return CatalogOutcome(
+                "withdrawn", cat.root_key, removed=update.removed, api=report
+            )
         result, files = product
         raw_keys = [
             key

@@ -133,9 +133,12 @@ def copy_tiles(href: str, tiles: TileWindow, dest: Path) -> str | None:
         index = _tile_indices(page, tiles)
         tw = tiles.tile[0]
         per_row = math.ceil((tiles.col_off + tiles.width) / tw) - tiles.col_off // tw
-        chunks: list[bytes] = []
-        for row in index.reshape(-1, per_row):
-            chunks.extend(_read_row(fh, offsets[row], counts[row]))
+        # Read row by row as the writer asks for tiles: one row of encoded tiles in memory.
+        chunks = (
+            chunk
+            for row in index.reshape(-1, per_row)
+            for chunk in _read_row(fh, offsets[row], counts[row])
+        )
         extratags = [
             (code, tag.dtype, tag.count, tag.value, True)
             for code, tag in ((c, page.tags.get(c)) for c in GEO_TAGS)
@@ -146,19 +149,23 @@ def copy_tiles(href: str, tiles: TileWindow, dest: Path) -> str | None:
         shifted = (i, j, k, x + tiles.col_off * sx, y - tiles.row_off * sy, z)
         extratags.append((TIEPOINT, 12, 6, shifted, True))
         total = int(counts[index].sum())
-        with tifffile.TiffWriter(dest, bigtiff=total > CLASSIC_TIFF_MAX) as writer:
-            writer.write(
-                iter(chunks),
-                shape=(tiles.height, tiles.width),
-                dtype=page.dtype,
-                tile=(tiles.tile[1], tiles.tile[0]),
-                compression=int(page.compression),
-                predictor=int(page.predictor),
-                photometric="minisblack",
-                extratags=extratags,
-                metadata=None,
-                software=False,
-            )
+        try:
+            with tifffile.TiffWriter(dest, bigtiff=total > CLASSIC_TIFF_MAX) as writer:
+                writer.write(
+                    chunks,
+                    shape=(tiles.height, tiles.width),
+                    dtype=page.dtype,
+                    tile=(tiles.tile[1], tiles.tile[0]),
+                    compression=int(page.compression),
+                    predictor=int(page.predictor),
+                    photometric="minisblack",
+                    extratags=extratags,
+                    metadata=None,
+                    software=False,
+                )
+        except BaseException:
+            dest.unlink(missing_ok=True)  # a read failed half-way: no partial clip
+            raise
     return None
 
 

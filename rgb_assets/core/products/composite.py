@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,13 +175,9 @@ def _write_version(
     bands = list(result.bands)
     keys = product.files()
     local = {role: staging / Path(key).name for role, key in keys.items()}
-    # Two threads: each writer's reads, stretch and GDAL calls release the GIL, and the step's
-    # own thread would otherwise leave the other core idle between GDAL's compression bursts.
-    with ThreadPoolExecutor(2) as pool:
-        cog = pool.submit(write_cog, ds, bands, local["cog"], staging)
-        write_visual(ds, bands, local["visual"], staging)
-        write_thumbnail(local["visual"], local["thumbnail"])
-        cog.result()
+    write_cog(ds, bands, local["cog"], staging)
+    write_visual(ds, bands, local["visual"], staging)
+    write_thumbnail(local["visual"], local["thumbnail"])
     sizes, sums = {}, {}
     for role, path in local.items():
         store.put_file(path, keys[role])

@@ -13,16 +13,16 @@ from rgb_assets.core.storage.store import Store
 # Drawn by hand across 180°: 179.8 → -179.8 (0.4° wide as meant; 359.6° wide as GeoJSON).
 ACROSS = {
     "type": "Polygon",
-    "coordinates": [
-        [[179.8, -17.0], [-179.8, -17.0], [-179.8, -16.6], [179.8, -16.6], [179.8, -17.0]]
-    ],
+    "coordinates": [[[179.8, -17.0], [-179.8, -17.0], [-179.8, -16.6], [179.8, -16.6],
+                     [179.8, -17.0]]],
 }
 # The same area split per RFC 7946 3.1.9.
 SPLIT = {
     "type": "MultiPolygon",
     "coordinates": [
         [[[179.8, -17.0], [180.0, -17.0], [180.0, -16.6], [179.8, -16.6], [179.8, -17.0]]],
-        [[[-180.0, -17.0], [-179.8, -17.0], [-179.8, -16.6], [-180.0, -16.6], [-180.0, -17.0]]],
+        [[[-180.0, -17.0], [-179.8, -17.0], [-179.8, -16.6], [-180.0, -16.6],
+          [-180.0, -17.0]]],
     ],
 }
 
@@ -63,17 +63,8 @@ def test_registering_refuses_and_writes_nothing(tmp_path):
 def test_a_wide_polygon_with_intermediate_vertices_is_not_an_antimeridian_crossing():
     wide = {
         "type": "Polygon",
-        "coordinates": [
-            [
-                [-100.0, 10.0],
-                [0.0, 10.0],
-                [100.0, 10.0],
-                [100.0, 11.0],
-                [0.0, 11.0],
-                [-100.0, 11.0],
-                [-100.0, 10.0],
-            ]
-        ],
+        "coordinates": [[[-100.0, 10.0], [0.0, 10.0], [100.0, 10.0], [100.0, 11.0],
+                         [0.0, 11.0], [-100.0, 11.0], [-100.0, 10.0]]],
     }
     assert parse_geometry(wide)["type"] == "Polygon"
 
@@ -94,10 +85,8 @@ def test_grid_too_large_names_the_aoi_and_the_extent():
 def test_degrees_crs_with_a_metre_resolution_is_refused_naming_the_units():
     small = Aoi.create(
         "small",
-        {
-            "type": "Polygon",
-            "coordinates": [[[22.1, 45.2], [22.2, 45.2], [22.2, 45.3], [22.1, 45.3], [22.1, 45.2]]],
-        },
+        {"type": "Polygon", "coordinates": [[[22.1, 45.2], [22.2, 45.2], [22.2, 45.3],
+                                             [22.1, 45.3], [22.1, 45.2]]]},
     )
     with pytest.raises(InputError, match="degrees"):
         output_geobox(small, 10.0, "EPSG:4326")

@@ -89,7 +89,9 @@ def test_medoid_is_an_observation_of_every_band():
     valid = rng.random((6, 8, 8)) < 0.7
     scales, offsets = np.full((3, 6), 1e-4, "float32"), np.zeros((3, 6), "float32")
     days = np.arange(6, dtype="float32") + 18000
-    out = _multiband_task(valid, *dn, kind="medoid", scales=scales, offsets=offsets, days=days)
+    out = _multiband_task(
+        valid, *dn, kind="medoid", scales=scales, offsets=offsets, days=days
+    )
     for y in range(8):
         for x in range(8):
             if not valid[:, y, x].any():

@@ -41,14 +41,8 @@ def _result(fraction: float | None) -> CompositeResult:
         }
     grid = {"epsg": 32634, "shape": [10, 10], "transform": [10, 0, 0, 0, -10, 0]}
     return CompositeResult(
-        "sentinel-2-l2a",
-        "a",
-        Month(2019, 6),
-        ("red", "green", "blue"),
-        False,
-        grid=grid,
-        requested_grid=grid,
-        stats=stats,
+        "sentinel-2-l2a", "a", Month(2019, 6), ("red", "green", "blue"), False,
+        grid=grid, requested_grid=grid, stats=stats,
     )
 
 

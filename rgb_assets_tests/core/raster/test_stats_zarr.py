@@ -75,10 +75,9 @@ def test_tiled_statistics_equal_whole_array_numpy(tmp_path: Path, tile: int) -> 
     assert with_residue == got
     everything = band_stats_zarr(tmp_path / "c.zarr", ("red",), None, tile=tile)
     assert everything["pixels_in_aoi"] == count.size
-    assert (
-        everything["bands"]["red"]
-        == _numpy_stats({"red": bands["red"]}, count, np.ones(shape, bool))["bands"]["red"]
-    )
+    assert everything["bands"]["red"] == _numpy_stats(
+        {"red": bands["red"]}, count, np.ones(shape, bool)
+    )["bands"]["red"]
 
 
 def test_no_clear_pixel_gives_zero_valid_percent(tmp_path: Path) -> None:
