@@ -10,9 +10,10 @@ as GDAL's ``OVERVIEWS=NONE`` makes), which the archive does not need: composites
 full resolution.
 
 Only plain single-band tiled TIFFs qualify (see :func:`plan_copy`); anything else (strips,
-several bands, JPEG, an internal mask, a rotated grid, tiles GDAL left empty) is clipped by
-decoding, as before. The widened window costs storage: ``ingest.clip_to_cog`` copies only
-when it holds at most ``TILE_COPY_MAX_GROWTH`` times the clip's pixels.
+several bands, JPEG, an internal mask, a rotated or south-up grid, tiles GDAL left empty) is
+clipped by decoding, as before. The widened window costs storage: ``ingest.clip_to_cog`` copies only
+when it holds at most ``TILE_COPY_MAX_GROWTH`` times the clip's pixels, and only clips of at
+least ``TILE_COPY_MIN_PIXELS``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def plan_copy(page: tifffile.TiffPage, tiles: TileWindow) -> str | None:
     tiepoint = page.tags[TIEPOINT].value
     if len(tiepoint) != 6 or tiepoint[0] != 0 or tiepoint[1] != 0:
         return "tiepoint not at the first pixel"
+    scale = page.tags[33550].value
+    if len(scale) < 2 or not (scale[0] > 0 and scale[1] > 0):
+        return "not a north-up pixel scale"
     index = _tile_indices(page, tiles)
     counts = np.asarray(page.databytecounts)[index]
     if (counts == 0).any():
