@@ -185,7 +185,7 @@ def _copy_tiles(
 ) -> tuple[Affine, int, int] | None:
     """Copy the tiles around ``win`` when the source qualifies (see :func:`clip_to_cog`);
     returns the copy's transform and shape, or None when it does not qualify."""
-    scheme = href.partition("://")[1] and href.partition("://")[0]
+    scheme = href.split("://", 1)[0] if "://" in href else ""
     if scheme not in ("", "file", "http", "https") or src.driver != "GTiff" or src.count != 1:
         return None
     if MaskFlags.per_dataset in src.mask_flag_enums[0] or src.profile.get("tiled") is not True:
@@ -200,13 +200,18 @@ def _copy_tiles(
         return None
     expected = src.window_transform(tiles.window)
     with rasterio.open(dest) as copy:
-        found = (copy.transform, copy.crs, copy.shape, copy.dtypes[0], copy.nodata)
+        found = (copy.transform, copy.crs, copy.shape, copy.dtypes[0], _nodata(copy.nodata))
         # One tile decoded: the copy's codec and predictor tags read the source's bytes.
         copy.read(1, window=Window(0, 0, 1, 1))
-    wanted = (expected, src.crs, (tiles.height, tiles.width), src.dtypes[0], src.nodata)
+    wanted = (expected, src.crs, (tiles.height, tiles.width), src.dtypes[0], _nodata(src.nodata))
     if found != wanted:
         raise RgbAssetsError(f"{href}: tile copy does not match its source: {found} != {wanted}")
     return expected, tiles.height, tiles.width
+
+
+def _nodata(value: float | None) -> float | str | None:
+    """A nodata value that compares equal to itself (NaN as the string "nan")."""
+    return "nan" if value is not None and math.isnan(value) else value
 
 
 def _declared_size(declared: pystac.Asset) -> int | None:

@@ -28,8 +28,9 @@ import tifffile
 from rasterio.windows import Window
 
 #: TIFF compressions whose tiles need no table or parameter tag beyond the predictor to decode:
-#: none, LZW, DEFLATE (both codes), LZMA, ZSTD. tifffile looks its encoder up even for encoded
-#: tiles, so a compression it cannot encode (LZW without ``imagecodecs``) is decoded instead.
+#: none, LZW, DEFLATE (both codes), LZMA, ZSTD. tifffile looks its encoder and predictor up even
+#: for encoded tiles, so what it cannot encode without ``imagecodecs`` (LZW, the floating-point
+#: predictor) is decoded instead.
 COPYABLE_COMPRESSIONS = frozenset({1, 5, 8, 32946, 34925, 50000})
 #: Tags copied as they are: pixel scale, GeoKeys with their double and ASCII parameters, GDAL's
 #: metadata (scale, offset, band descriptions) and nodata. The tiepoint is shifted to the copy's
@@ -87,8 +88,9 @@ def plan_copy(page: tifffile.TiffPage, tiles: TileWindow) -> str | None:
         return f"compression {int(page.compression)}"
     try:
         tifffile.TIFF.COMPRESSORS[int(page.compression)]
+        tifffile.TIFF.PREDICTORS[int(page.predictor)]
     except KeyError:
-        return f"tifffile cannot write compression {int(page.compression)}"
+        return f"tifffile cannot write compression {page.compression!r}, {page.predictor!r}"
     if MODEL_TRANSFORMATION in page.tags or TIEPOINT not in page.tags or 33550 not in page.tags:
         return "not a north-up tiepoint and pixel scale grid"
     tiepoint = page.tags[TIEPOINT].value

@@ -179,3 +179,23 @@ def test_widen_to_tiles_stops_at_the_image_edge():
     tiles = tilecopy.widen_to_tiles(Window(1000, 5, 290, 10), (256, 512), (1300, 1100))
     assert (tiles.col_off, tiles.row_off, tiles.width, tiles.height) == (768, 0, 532, 512)
     assert tilecopy.growth(Window(0, 0, 10, 10), tiles) == pytest.approx(532 * 512 / 100)
+
+
+def test_a_float_source_with_nan_nodata_is_copied(tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.random((1, H, W), dtype="float32")
+    data[:, :40, :] = np.nan
+    profile = dict(driver="COG", height=H, width=W, count=1, dtype="float32", nodata=np.nan,
+                   crs="EPSG:32633", transform=from_origin(500000, 5100000, 10, 10),
+                   compress="DEFLATE", predictor=1, blocksize=256)  # fmt: skip
+    source = tmp_path / "source.tif"
+    with rasterio.open(source, "w", **profile) as dst:
+        dst.write(data)
+    win = Window(0, 0, 1100, 1000)
+    clip = tmp_path / "clip.tif"
+    info = clip_to_cog(str(source), _bbox(source, win), clip)
+    with rasterio.open(source) as src, rasterio.open(clip) as out:
+        tiles = tilecopy.widen_to_tiles(_native_window(src, _bbox(source, win)), (256, 256), (W, H))
+        assert info["proj:shape"] == [tiles.height, tiles.width] == list(out.shape)
+        assert np.isnan(out.nodata) and out.overviews(1) == []
+        np.testing.assert_array_equal(out.read(), src.read(window=tiles.window))
