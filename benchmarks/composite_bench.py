@@ -553,9 +553,10 @@ def measure_rss(w: Workload, px: int, chunk: int | None) -> dict[str, Any]:
     import distributed  # noqa: F401  (registers the distributed config defaults)
 
     from rgb_assets.cluster import WORKER_MALLOC
+    from rgb_assets.config import child_environment
 
     nanny = dask.config.get("distributed.nanny.pre-spawn-environ")
-    env = os.environ | {k: str(v) for k, v in nanny.items() if v is not None} | WORKER_MALLOC
+    env = child_environment({k: str(v) for k, v in nanny.items() if v is not None} | WORKER_MALLOC)
     proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     with xr.open_zarr(store) as z:

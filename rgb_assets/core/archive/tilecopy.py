@@ -35,7 +35,8 @@ COPYABLE_COMPRESSIONS = frozenset({1, 5, 8, 32946, 34925, 50000})
 #: Tags copied as they are: pixel scale, GeoKeys with their double and ASCII parameters, GDAL's
 #: metadata (scale, offset, band descriptions) and nodata. The tiepoint is shifted to the copy's
 #: first pixel; ``ModelTransformation`` (rotated or sheared grids) is not supported.
-GEO_TAGS = (33550, 34735, 34736, 34737, 42112, 42113)
+PIXEL_SCALE = 33550
+GEO_TAGS = (PIXEL_SCALE, 34735, 34736, 34737, 42112, 42113)
 TIEPOINT = 33922
 MODEL_TRANSFORMATION = 34264
 #: Files of at most this many bytes are written as classic TIFF, larger ones as BigTIFF.
@@ -91,12 +92,13 @@ def plan_copy(page: tifffile.TiffPage, tiles: TileWindow) -> str | None:
         tifffile.TIFF.PREDICTORS[int(page.predictor)]
     except KeyError:
         return f"tifffile cannot write compression {page.compression!r}, {page.predictor!r}"
-    if MODEL_TRANSFORMATION in page.tags or TIEPOINT not in page.tags or 33550 not in page.tags:
+    tags = page.tags
+    if MODEL_TRANSFORMATION in tags or TIEPOINT not in tags or PIXEL_SCALE not in tags:
         return "not a north-up tiepoint and pixel scale grid"
     tiepoint = page.tags[TIEPOINT].value
     if len(tiepoint) != 6 or tiepoint[0] != 0 or tiepoint[1] != 0:
         return "tiepoint not at the first pixel"
-    scale = page.tags[33550].value
+    scale = page.tags[PIXEL_SCALE].value
     if len(scale) < 2 or not (scale[0] > 0 and scale[1] > 0):
         return "not a north-up pixel scale"
     index = _tile_indices(page, tiles)
@@ -151,7 +153,7 @@ def copy_tiles(href: str, tiles: TileWindow, dest: Path) -> str | None:
             if tag is not None
         ]
         i, j, k, x, y, z = page.tags[TIEPOINT].value
-        sx, sy = page.tags[33550].value[:2]
+        sx, sy = page.tags[PIXEL_SCALE].value[:2]
         shifted = (i, j, k, x + tiles.col_off * sx, y - tiles.row_off * sy, z)
         extratags.append((TIEPOINT, 12, 6, shifted, True))
         total = int(counts[index].sum())
