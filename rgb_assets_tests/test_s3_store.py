@@ -20,6 +20,7 @@ from rgb_assets.assets import ALL_ASSETS
 from rgb_assets.config import Settings
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.products.composite import read_product
+from rgb_assets.core.raster.timecube import cube_key, open_cube, read_composite
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import stac_io
 from rgb_assets.definitions import pipeline_resources
@@ -117,6 +118,18 @@ def test_pipeline_on_s3_equals_local_disk(
         for item in items:
             for asset in item.assets.values():
                 assert asset.get_absolute_href().startswith(f"s3://{s3.bucket}/store/"), asset.href
+
+    # Time cube: the month's chunks copied server-side in the bucket (created, then replaced
+    # by the second run), equal to the local cube and to the composite.
+    key = cube_key(COLLECTION, AOI)
+    remote_cube, local_cube = open_cube(store, key), open_cube(disk, key)
+    assert remote_cube is not None and local_cube is not None
+    assert remote_cube.sizes["time"] == 1
+    composite = read_composite(store, keys["zarr"])
+    for name in ("red", "green", "blue", "clear_count"):
+        remote_step = remote_cube[name].isel(time=0).values
+        assert np.array_equal(remote_step, local_cube[name].isel(time=0).values, equal_nan=True)
+        assert np.array_equal(remote_step, composite[name].values, equal_nan=True)
 
 
 def test_endpoint_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rgb_assets.core.domain.collection_specs import CollectionSpec
 from rgb_assets.core.domain.months import Month
 from rgb_assets.core.products.composite import read_product
-from rgb_assets.core.raster.timecube import CubeUpdate, cube_key, read_composite, write_month
+from rgb_assets.core.raster.timecube import CubeUpdate, cube_key, write_month
 from rgb_assets.core.storage.layout import PartitionPaths
 from rgb_assets.core.storage.store import Store
 from rgb_assets.steps.composite import partition_lock
@@ -28,5 +28,5 @@ def update_time_cube(store: Store, spec: CollectionSpec, aoi: str, month: Month)
     paths = PartitionPaths(spec.key, aoi, month)
     with store.lock(cube_lock(spec.key, aoi)), store.lock(partition_lock(paths)):
         product = read_product(store, paths)
-        composite = None if product is None else read_composite(store, product[1].zarr)
+        composite = None if product is None else product[1].zarr
         return write_month(store, cube_key(spec.key, aoi), month, composite)

@@ -40,7 +40,7 @@ from rgb_assets.core.domain.months import Month
 from rgb_assets.core.raster.compositing import CompositeOptions, median_composite
 from rgb_assets.core.raster.grids import aoi_geometry, describe, output_geobox
 from rgb_assets.core.raster.residue import ResidueTest
-from rgb_assets.core.raster.stats import band_stats_zarr
+from rgb_assets.core.raster.stats import ZarrStats
 from rgb_assets.core.raster.writers import write_cog, write_thumbnail, write_visual, write_zarr
 from rgb_assets.core.stac.catalog import CompositeFiles
 from rgb_assets.core.storage import checksums
@@ -117,20 +117,20 @@ def compute_composite(
     ds = median_composite(resolved, geobox, options, aoi_geometry(aoi))
     staging_root.mkdir(parents=True, exist_ok=True)
     result.staging = str(staging_root)
-    write_zarr(ds, result.zarr_path)
-    t1 = time.perf_counter()
-    stored = xr.open_zarr(result.zarr_path, consolidated=True)  # lazy: metadata only
     geometry = aoi_geometry(aoi)
+    out_geobox = ds.odc.geobox
 
     def inside(ys: slice, xs: slice) -> np.ndarray:
-        return rasterize(geometry, stored.odc.geobox[ys, xs]).values
+        return rasterize(geometry, out_geobox[ys, xs]).values
 
-    stats = band_stats_zarr(
-        result.zarr_path,
-        options.bands,
-        inside if options.clip_to_aoi else None,
-        residue=residue_test or ResidueTest(),
+    # The first pass of the statistics runs on the tiles as they are stored.
+    accumulator = ZarrStats(
+        options.bands, inside if options.clip_to_aoi else None, residue_test or ResidueTest()
     )
+    write_zarr(ds, result.zarr_path, on_tile=accumulator.add)
+    t1 = time.perf_counter()
+    stored = xr.open_zarr(result.zarr_path, consolidated=True)  # lazy: metadata only
+    stats = accumulator.finish(result.zarr_path)
     stats["recipe"] = options.describe()
     stats["observations"] = int(ds.attrs.get("observations", len(resolved)))
     stats["items"] = len(resolved)

@@ -2,16 +2,17 @@
 range of surface reflectance that is physically plausible (the engine applies
 ``DN * scale + offset`` per time slice inside its median, see ``raster.compositing``).
 
-Computed tile by tile from the written Zarr store, so memory stays at one tile whatever the
-AOI: counts, minimum and maximum are exact; mean and standard deviation are accumulated in
-float64 and merged across tiles (Chan et al.), so they can differ from numpy's float32 pairwise
-sums in the 7th significant digit; the 1st/99th percentiles are exact (numpy's default linear
-interpolation) by a two-pass radix selection over the float32 bit patterns.
+Computed tile by tile (from the blocks the Zarr writer has in hand, or from the written store),
+so memory stays at one tile whatever the AOI: counts, minimum and maximum are exact; mean and
+standard deviation are accumulated in float64 and merged across tiles (Chan et al.), so they can
+differ from numpy's float32 pairwise sums in the 7th significant digit; the 1st/99th percentiles
+are exact (numpy's default linear interpolation) by a two-pass radix selection over the float32
+bit patterns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,105 @@ def _tiles(shape: tuple[int, int], size: int) -> Iterator[tuple[slice, slice]]:
             yield slice(y, min(y + size, shape[0])), slice(x, min(x + size, shape[1]))
 
 
+class ZarrStats:
+    """Statistics of a composite accumulated tile by tile, finished from its Zarr store.
+
+    ``add`` takes the tiles as they are computed (any order, any tiling: ``write_zarr`` feeds
+    it the blocks it has in hand, so the composite is not read back for them); ``finish`` reads
+    the store once more, only for the few histogram bins that hold the 1st and 99th
+    percentiles' order statistics, and returns the figures of ``band_stats_zarr``.
+    """
+
+    def __init__(
+        self, bands: tuple[str, ...], inside: InsideFn | None, residue: ResidueTest | None
+    ) -> None:
+        self.bands = bands
+        self.inside = inside
+        self.residue = residue if {"blue", "red"} <= set(bands) else None
+        self.moments = {b: _Moments() for b in bands}
+        self.n_inside = self.n_clear = self.obs_sum = self.flagged = 0
+
+    def _masks(self, ys: slice, xs: slice, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ins = self.inside(ys, xs) if self.inside else np.ones(count.shape, bool)
+        return ins, (count > 0) & ins
+
+    def add(self, ys: slice, xs: slice, blocks: Mapping[str, np.ndarray]) -> None:
+        """One tile: the clear count (``COUNT_BAND``) and every band, same shape."""
+        count = blocks[COUNT_BAND]
+        ins, clear = self._masks(ys, xs, count)
+        self.n_inside += int(ins.sum())
+        self.n_clear += int(clear.sum())
+        self.obs_sum += int(count[ins].sum(dtype=np.int64))
+        values = {b: blocks[b][clear] for b in self.bands}
+        for b in self.bands:
+            self.moments[b].add(values[b])
+        if self.residue is not None:
+            self.flagged += int(self.residue.flags(values["blue"], values["red"]).sum())
+
+    def finish(self, path: Path, tile: int = TILE) -> dict[str, Any]:
+        """The figures, after every tile was added; ``path`` is the written Zarr store."""
+        n_inside, n_clear, moments = self.n_inside, self.n_clear, self.moments
+        out: dict[str, Any] = {
+            "pixels_in_aoi": n_inside,
+            "clear_pixels": n_clear,
+            "clear_fraction": round(n_clear / n_inside, 6) if n_inside else 0.0,
+            "mean_clear_observations": round(self.obs_sum / n_inside, 4) if n_inside else 0.0,
+            "bands": {},
+        }
+        if self.residue is not None:
+            out["residue"] = residue_figures(self.flagged, n_clear, self.residue)
+        # Second pass, only for the bins that hold the percentiles' order statistics.
+        wanted: dict[str, dict[int, int]] = {}
+        for b, m in moments.items():
+            if not m.n:
+                continue
+            cum = np.cumsum(m.hist)
+            ranks = set()
+            for q in PERCENTILES:
+                r = q / 100 * (m.n - 1)
+                ranks |= {int(np.floor(r)), int(np.ceil(r))}
+            wanted[b] = {rank: int(np.searchsorted(cum, rank, side="right")) for rank in ranks}
+        found: dict[str, dict[int, list[np.ndarray]]] = {
+            b: {bin_: [] for bin_ in set(w.values())} for b, w in wanted.items()
+        }
+        if wanted:
+            group = zarr.open_group(str(path), mode="r")
+            count_arr = group[COUNT_BAND]
+            for ys, xs in _tiles(tuple(count_arr.shape), tile):
+                _, clear = self._masks(ys, xs, count_arr[ys, xs])
+                for b, bins in found.items():
+                    v = group[b][ys, xs][clear]
+                    top = _sort_keys(v) >> 16
+                    for bin_, parts in bins.items():
+                        parts.append(v[top == bin_])
+        for b in self.bands:
+            m = moments[b]
+            if not m.n:
+                out["bands"][b] = {"valid_percent": 0.0}
+                continue
+            cum = np.cumsum(m.hist)
+            sorted_bins = {k: np.sort(np.concatenate(v)) for k, v in found[b].items()}
+            stat = {
+                rank: float(sorted_bins[bin_][rank - (int(cum[bin_ - 1]) if bin_ else 0)])
+                for rank, bin_ in wanted[b].items()
+            }
+            pcts = []
+            for q in PERCENTILES:
+                r = q / 100 * (m.n - 1)
+                lo = int(np.floor(r))
+                pcts.append(_lerp(stat[lo], stat[int(np.ceil(r))], r - lo))
+            out["bands"][b] = {
+                "minimum": round(m.lo, 6),
+                "maximum": round(m.hi, 6),
+                "mean": round(m.mean, 6),
+                "stddev": round(float(np.sqrt(m.m2 / m.n)), 6),
+                "valid_percent": round(100.0 * m.n / max(1, n_inside), 4),
+                "p1": round(pcts[0], 6),
+                "p99": round(pcts[1], 6),
+            }
+        return out
+
+
 def band_stats_zarr(
     path: Path,
     bands: tuple[str, ...],
@@ -92,87 +192,10 @@ def band_stats_zarr(
     counted in the same pass, under the key ``residue``.
     """
     group = zarr.open_group(str(path), mode="r")
-    count_arr = group[COUNT_BAND]
-    shape = tuple(count_arr.shape)
-    n_inside = n_clear = obs_sum = 0
-    moments = {b: _Moments() for b in bands}
-
-    def tile_masks(ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray]:
-        count = count_arr[ys, xs]
-        ins = inside(ys, xs) if inside else np.ones(count.shape, bool)
-        return ins, (count > 0) & ins
-
-    residue = residue if {"blue", "red"} <= set(bands) else None
-    flagged = 0
-    for ys, xs in _tiles(shape, tile):
-        count = count_arr[ys, xs]
-        ins = inside(ys, xs) if inside else np.ones(count.shape, bool)
-        clear = (count > 0) & ins
-        n_inside += int(ins.sum())
-        n_clear += int(clear.sum())
-        obs_sum += int(count[ins].sum(dtype=np.int64))
-        values = {b: group[b][ys, xs][clear] for b in bands}
-        for b in bands:
-            moments[b].add(values[b])
-        if residue is not None:
-            flagged += int(residue.flags(values["blue"], values["red"]).sum())
-    out: dict[str, Any] = {
-        "pixels_in_aoi": n_inside,
-        "clear_pixels": n_clear,
-        "clear_fraction": round(n_clear / n_inside, 6) if n_inside else 0.0,
-        "mean_clear_observations": round(obs_sum / n_inside, 4) if n_inside else 0.0,
-        "bands": {},
-    }
-    if residue is not None:
-        out["residue"] = residue_figures(flagged, n_clear, residue)
-    # Second pass, only for the bins that hold the percentiles' order statistics.
-    wanted: dict[str, dict[int, int]] = {}
-    for b, m in moments.items():
-        if not m.n:
-            continue
-        cum = np.cumsum(m.hist)
-        ranks = set()
-        for q in PERCENTILES:
-            r = q / 100 * (m.n - 1)
-            ranks |= {int(np.floor(r)), int(np.ceil(r))}
-        wanted[b] = {rank: int(np.searchsorted(cum, rank, side="right")) for rank in ranks}
-    found: dict[str, dict[int, list[np.ndarray]]] = {
-        b: {bin_: [] for bin_ in set(w.values())} for b, w in wanted.items()
-    }
-    if wanted:
-        for ys, xs in _tiles(shape, tile):
-            _, clear = tile_masks(ys, xs)
-            for b, bins in found.items():
-                v = group[b][ys, xs][clear]
-                top = _sort_keys(v) >> 16
-                for bin_, parts in bins.items():
-                    parts.append(v[top == bin_])
-    for b in bands:
-        m = moments[b]
-        if not m.n:
-            out["bands"][b] = {"valid_percent": 0.0}
-            continue
-        cum = np.cumsum(m.hist)
-        sorted_bins = {k: np.sort(np.concatenate(v)) for k, v in found[b].items()}
-        stat = {
-            rank: float(sorted_bins[bin_][rank - (int(cum[bin_ - 1]) if bin_ else 0)])
-            for rank, bin_ in wanted[b].items()
-        }
-        pcts = []
-        for q in PERCENTILES:
-            r = q / 100 * (m.n - 1)
-            lo = int(np.floor(r))
-            pcts.append(_lerp(stat[lo], stat[int(np.ceil(r))], r - lo))
-        out["bands"][b] = {
-            "minimum": round(m.lo, 6),
-            "maximum": round(m.hi, 6),
-            "mean": round(m.mean, 6),
-            "stddev": round(float(np.sqrt(m.m2 / m.n)), 6),
-            "valid_percent": round(100.0 * m.n / max(1, n_inside), 4),
-            "p1": round(pcts[0], 6),
-            "p99": round(pcts[1], 6),
-        }
-    return out
+    stats = ZarrStats(bands, inside, residue)
+    for ys, xs in _tiles(tuple(group[COUNT_BAND].shape), tile):
+        stats.add(ys, xs, {n: group[n][ys, xs] for n in (COUNT_BAND, *bands)})
+    return stats.finish(path, tile)
 
 
 def band_stats(ds: xr.Dataset, bands: tuple[str, ...], inside: np.ndarray) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as da
@@ -85,15 +87,31 @@ def _tile_batches(chunks: tuple[tuple[int, ...], ...], size: int) -> Iterator[li
         yield tiles[i : i + size]
 
 
-def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -> None:
+#: Called with each computed tile's rows, columns and blocks (every variable), in any order.
+TileSink = Callable[[slice, slice, dict[str, np.ndarray]], None]
+
+
+def write_zarr(
+    ds: xr.Dataset,
+    path: Path,
+    tiles_per_batch: int | None = None,
+    on_tile: TileSink | None = None,
+) -> None:
     """Compute the (lazy) composite into a Zarr v2 store with consolidated metadata.
 
     CRS and transform are written the CF/GDAL way (``spatial_ref`` with ``crs_wkt`` and
     ``GeoTransform``), which both rioxarray and odc-geo read back. The data is computed in
     batches of compute tiles (``BATCH_PIXELS_PER_THREAD`` per thread of the cluster, at least
-    one tile), each batch written before the next starts: a single ``to_zarr`` lets Dask's
+    one tile), with at most two batches in flight: a single ``to_zarr`` lets Dask's
     ordering load the inputs of many tiles ahead of their reduction, so peak memory would grow
     with the AOI instead of staying at a few tiles.
+
+    On a Dask cluster (a step on a worker), batch ``k + 1`` is submitted before batch ``k`` is
+    gathered and stored, so the workers never wait for this thread's writes; elsewhere each
+    batch is one ``dask.compute`` on the active scheduler.
+
+    ``on_tile`` sees every tile's blocks once, as they are stored (statistics are accumulated
+    from them instead of reading the store back).
 
     ``path`` is local to this process (a step's staging folder): the tiles are computed on the
     cluster and written here. Store tasks would write on whichever worker ran them, into that
@@ -103,6 +121,8 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
     out = ds.rio.write_crs(grid.crs_wkt).rio.write_transform(grid.transform)
     names = [str(n) for n in out.data_vars]
     lazy = {n: out[n].data for n in names if isinstance(out[n].data, da.Array)}
+    # In-memory variables (none in the engine's composites) reach ``on_tile`` from here.
+    eager = {n: out[n].values for n in names if n not in lazy and out[n].ndim == 2}
     for name in names:
         out[name].encoding = {"chunks": (ZARR_CHUNK, ZARR_CHUNK)}
         if out[name].dtype.kind == "f":
@@ -110,6 +130,9 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
         out[name] = out[name].chunk({"y": ZARR_CHUNK, "x": ZARR_CHUNK})
     if not lazy:
         out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=True)
+        if on_tile is not None and eager:
+            height, width = next(iter(eager.values())).shape
+            on_tile(slice(0, height), slice(0, width), eager)
         return
     # Metadata, coordinates and consolidated metadata now; the lazy data block batch by batch.
     out.to_zarr(path, mode="w", zarr_format=2, consolidated=True, compute=False)
@@ -117,16 +140,61 @@ def write_zarr(ds: xr.Dataset, path: Path, tiles_per_batch: int | None = None) -
     first = next(iter(lazy.values()))
     tile_px = first.chunksize[-2] * first.chunksize[-1]
     size = tiles_per_batch or max(1, BATCH_PIXELS_PER_THREAD * _threads() // tile_px)
-    for batch in _tile_batches(first.chunks[-2:], size):
-        sources, targets, regions = [], [], []
-        for name, arr in lazy.items():
-            for ys, xs in batch:
-                sources.append(arr[ys, xs])
-                targets.append(group[name])
-                regions.append((ys, xs))
-        # One graph per batch (the bands of a tile share their loads), results back here.
-        for target, region, block in zip(targets, regions, dask.compute(*sources), strict=True):
-            target[region] = block
+    client = _cluster_client()
+    pending: deque[tuple[list[Region], list[str], list[Any]]] = deque()
+    try:
+        for batch in _tile_batches(first.chunks[-2:], size):
+            # One graph per batch (the bands of a tile share their loads).
+            batch_names, regions, sources = [], [], []
+            for name, arr in lazy.items():
+                for ys, xs in batch:
+                    batch_names.append(name)
+                    regions.append((ys, xs))
+                    sources.append(arr[ys, xs])
+            if client is None:
+                _store_blocks(group, batch_names, regions, dask.compute(*sources), on_tile, eager)
+                continue
+            # On a cluster the next batch is submitted before this one is gathered and
+            # stored, so the workers compute while this thread writes (two batches at most).
+            pending.append((regions, batch_names, client.compute(sources)))
+            if len(pending) > 1:
+                regions, batch_names, futures = pending.popleft()
+                _store_blocks(group, batch_names, regions, client.gather(futures), on_tile, eager)
+        while pending:
+            regions, batch_names, futures = pending.popleft()
+            _store_blocks(group, batch_names, regions, client.gather(futures), on_tile, eager)
+    finally:
+        for _, _, futures in pending:  # a failed batch: nothing more is computed
+            client.cancel(futures)
+
+
+def _cluster_client() -> Any:
+    """The Dask cluster's client when this code runs in a task on a Dask worker, else None."""
+    try:
+        from distributed import get_client, get_worker
+
+        get_worker()
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _store_blocks(
+    group: zarr.Group,
+    names: list[str],
+    regions: list[Region],
+    blocks: Iterable[np.ndarray],
+    on_tile: TileSink | None,
+    eager: dict[str, np.ndarray],
+) -> None:
+    tiles: dict[tuple[int, int], tuple[Region, dict[str, np.ndarray]]] = {}
+    for name, region, block in zip(names, regions, blocks, strict=True):
+        group[name][region] = block
+        key = (region[0].start, region[1].start)
+        tiles.setdefault(key, (region, {}))[1][name] = block
+    if on_tile is not None:
+        for (ys, xs), tile in tiles.values():
+            on_tile(ys, xs, tile | {n: v[ys, xs] for n, v in eager.items()})
 
 
 def _strips(height: int, width: int, size: int = BLOCK) -> Iterator[Window]:

@@ -260,6 +260,27 @@ class Store:
         else:
             self.fs.put_file(str(local), path)
 
+    def copy_files(self, sources: list[str], targets: list[str]) -> None:
+        """Copy files within the store: each target replaced atomically on local disk, one
+        server-side copy per file on an object store (no byte passes through this process)."""
+        if len(sources) != len(targets):
+            raise ValueError("copy_files: as many targets as sources")
+        if not self.is_local:
+            if sources:
+                self.fs.copy([self._path(k) for k in sources], [self._path(k) for k in targets])
+            return
+        for source, target in zip(sources, targets, strict=True):
+            path = self._path(target)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{path}.{_temp_suffix('tmp')}"
+            try:
+                shutil.copyfile(self._path(source), tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+
     def put_dir(self, local: str | Path, key: str) -> None:
         """Publish a finished local folder (e.g. a Zarr store), replacing any previous one.
 

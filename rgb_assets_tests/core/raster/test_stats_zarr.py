@@ -12,7 +12,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 from rgb_assets.core.raster.residue import ResidueTest, residue_stats
-from rgb_assets.core.raster.stats import band_stats_zarr
+from rgb_assets.core.raster.stats import ZarrStats, band_stats_zarr
 from rgb_assets.core.raster.writers import write_zarr
 
 
@@ -75,9 +75,10 @@ def test_tiled_statistics_equal_whole_array_numpy(tmp_path: Path, tile: int) -> 
     assert with_residue == got
     everything = band_stats_zarr(tmp_path / "c.zarr", ("red",), None, tile=tile)
     assert everything["pixels_in_aoi"] == count.size
-    assert everything["bands"]["red"] == _numpy_stats(
-        {"red": bands["red"]}, count, np.ones(shape, bool)
-    )["bands"]["red"]
+    assert (
+        everything["bands"]["red"]
+        == _numpy_stats({"red": bands["red"]}, count, np.ones(shape, bool))["bands"]["red"]
+    )
 
 
 def test_no_clear_pixel_gives_zero_valid_percent(tmp_path: Path) -> None:
@@ -92,3 +93,43 @@ def test_no_clear_pixel_gives_zero_valid_percent(tmp_path: Path) -> None:
     write_zarr(ds, tmp_path / "e.zarr")
     got = band_stats_zarr(tmp_path / "e.zarr", ("red",), None)
     assert got["clear_pixels"] == 0 and got["bands"]["red"] == {"valid_percent": 0.0}
+
+
+@pytest.mark.parametrize("batch", [1, None])
+def test_statistics_of_the_tiles_being_stored_equal_those_read_back(
+    tmp_path: Path, batch: int | None
+) -> None:
+    """``compute_composite`` accumulates the first pass from ``write_zarr``'s blocks."""
+    gb = GeoBox.from_bbox((400000, 5000000, 415300, 5012700), "EPSG:32633", resolution=10)
+    rng = np.random.default_rng(7)
+    count = rng.integers(0, 4, gb.shape).astype(np.uint16)
+    bands = {}
+    for b in ("red", "green", "blue"):
+        v = rng.gamma(2.0, 0.05, gb.shape).astype(np.float32)
+        v[count == 0] = np.nan
+        bands[b] = v
+    inside = np.zeros(gb.shape, bool)
+    inside[100:1200, 50:1400] = True
+    ds = xr.Dataset(
+        {k: (("y", "x"), da.from_array(v, chunks=700)) for k, v in bands.items()}
+        | {"clear_count": (("y", "x"), da.from_array(count, chunks=700))},
+        coords=xr_coords(gb),
+    )
+    test = ResidueTest(min_blue=0.1, min_hot=0.05)
+    stats = ZarrStats(tuple(bands), lambda ys, xs: inside[ys, xs], test)
+    covered = np.zeros(gb.shape, np.uint8)
+
+    def add(ys: slice, xs: slice, blocks: dict[str, np.ndarray]) -> None:
+        covered[ys, xs] += 1
+        stats.add(ys, xs, blocks)
+
+    write_zarr(ds, tmp_path / "c.zarr", tiles_per_batch=batch, on_tile=add)
+    assert (covered == 1).all()  # every tile once, with every variable
+    got = stats.finish(tmp_path / "c.zarr")
+    assert got == band_stats_zarr(
+        tmp_path / "c.zarr", tuple(bands), lambda ys, xs: inside[ys, xs], residue=test
+    )
+    assert got["residue"]["residue_pixels"] > 0
+    assert got["bands"]["red"]["p99"] == round(
+        float(np.percentile(bands["red"][(count > 0) & inside], 99)), 6
+    )

@@ -7,19 +7,20 @@ from pathlib import Path
 import numpy as np
 import odc.geo.xr  # noqa: F401
 import pytest
+import rioxarray  # noqa: F401
 import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 from rgb_assets.core.domain.months import Month
-from rgb_assets.core.raster.timecube import GridMismatch, cube_key, read_composite, write_month
+from rgb_assets.core.raster.timecube import GridMismatch, cube_key, write_month
 from rgb_assets.core.raster.writers import write_zarr
 from rgb_assets.core.storage.store import Store
 
 GRID = GeoBox.from_bbox((589990, 5005910, 590950, 5006830), "EPSG:32634", resolution=10)
 
 
-def _composite(store: Store, name: str, value: float, grid: GeoBox = GRID) -> xr.Dataset:
+def _composite(store: Store, name: str, value: float, grid: GeoBox = GRID) -> str:
     """A monthly composite as the pipeline writes it (write_zarr), filled with ``value``."""
     shape = grid.shape
     red = np.full(shape, value, np.float32)
@@ -36,7 +37,7 @@ def _composite(store: Store, name: str, value: float, grid: GeoBox = GRID) -> xr
     path = Path(store.local_path(f"composites/{name}.zarr"))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_zarr(ds, path)
-    return read_composite(store, f"composites/{name}.zarr")
+    return f"composites/{name}.zarr"
 
 
 def _steps(store: Store, key: str) -> list[str]:
@@ -93,3 +94,92 @@ def test_month_on_another_grid_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GridMismatch):
         write_month(store, key, Month(2019, 7), _composite(store, "jul", 0.05, other))
     assert _steps(store, key) == ["2019-06"]
+
+
+#: 1100 x 600 px: 3 x 2 chunks of 512 px, the last ones partial.
+BIG = GeoBox.from_bbox((589990, 5000000, 601990, 5011000), "EPSG:32634", resolution=10)
+
+
+def _patterned(store: Store, name: str, seed: int, empty_chunk: bool = False, **encoding) -> str:
+    """A composite with varied values; ``empty_chunk``: its first 512 px chunk has no data."""
+    rng = np.random.default_rng(seed)
+    red = rng.random(BIG.shape, dtype=np.float32)
+    count = rng.integers(1, 9, BIG.shape).astype(np.uint16)
+    if empty_chunk:
+        red[:512, :512] = np.nan
+        count[:512, :512] = 0
+    ds = xr.Dataset(
+        {"red": (("y", "x"), red), "clear_count": (("y", "x"), count)},
+        coords=xr_coords(BIG),
+    )
+    key = f"composites/{name}.zarr"
+    path = Path(store.local_path(key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if encoding:  # another coding than write_zarr's: the cube must decode and re-encode it
+        ds = ds.rio.write_crs(BIG.crs.wkt).rio.write_transform(BIG.affine)
+        for name, coding in encoding.items():
+            ds[name].encoding = coding
+        ds.to_zarr(path, zarr_format=2, consolidated=True)
+    else:
+        write_zarr(ds, path)
+    return key
+
+
+def _chunk_files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in root.iterdir() if not p.name.startswith(".")}
+
+
+def test_a_month_is_the_composites_encoded_chunks_copied(tmp_path: Path) -> None:
+    """Created, appended and replaced steps hold the composite's chunk files byte for byte; a
+    chunk the new composite lacks (all no data) leaves the step instead of keeping old data."""
+    store = Store(tmp_path / "store")
+    key = cube_key("sentinel-2-l2a", "big")
+    jun, jul = Month(2019, 6), Month(2019, 7)
+    sources = {
+        "created": (jun, _patterned(store, "jun", 1)),
+        "appended": (jul, _patterned(store, "jul", 2)),
+        "replaced": (jul, _patterned(store, "jul2", 3, empty_chunk=True)),
+    }
+    for action, (month, source) in sources.items():
+        assert write_month(store, key, month, source).action == action
+        index = 0 if month == jun else 1
+        for name in ("red", "clear_count"):
+            cube_chunks = _chunk_files(store.local_path(f"{key}/{name}"))
+            step = {c.partition(".")[2]: b for c, b in cube_chunks.items()
+                    if c.startswith(f"{index}.")}  # fmt: skip
+            assert step == _chunk_files(store.local_path(f"{source}/{name}")), (action, name)
+    red = _chunk_files(store.local_path(f"{key}/red"))
+    assert "1.0.0" not in red and "0.0.0" in red  # the empty chunk left July only
+    cube = xr.open_zarr(store.local_path(key), consolidated=True)
+    jul2 = xr.open_zarr(store.local_path(sources["replaced"][1]), consolidated=True)
+    assert np.isnan(cube["red"].isel(time=1).values[:512, :512]).all()
+    for name in ("red", "clear_count"):
+        assert np.array_equal(cube[name].isel(time=1).values, jul2[name].values, equal_nan=True), (
+            name
+        )
+    assert cube.odc.geobox == BIG and list(cube["time"].values.astype("M8[M]").astype(str)) == [
+        "2019-06",
+        "2019-07",
+    ]
+
+
+def test_a_composite_of_another_coding_is_decoded_into_the_cube(tmp_path: Path) -> None:
+    from numcodecs import Zlib
+
+    store = Store(tmp_path / "store")
+    key = cube_key("sentinel-2-l2a", "big")
+    write_month(store, key, Month(2019, 6), _patterned(store, "jun", 1))
+    other = _patterned(
+        store, "jul", 2, red={"compressors": (Zlib(level=1),), "chunks": (512, 512)},
+        clear_count={"chunks": (512, 512)},
+    )  # fmt: skip
+    assert write_month(store, key, Month(2019, 7), other).action == "appended"
+    cube = xr.open_zarr(store.local_path(key), consolidated=True)
+    source = xr.open_zarr(store.local_path(other), consolidated=True)
+    assert np.array_equal(cube["red"].isel(time=1).values, source["red"].values)
+    assert np.array_equal(cube["clear_count"].isel(time=1).values, source["clear_count"].values)
+    # The cube keeps its own coding: July's red chunks are not the composite's Zlib bytes.
+    assert (
+        _chunk_files(store.local_path(f"{key}/red"))["1.0.0"]
+        != _chunk_files(store.local_path(f"{other}/red"))["0.0"]
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import rasterio
 import rioxarray  # noqa: F401
 import xarray as xr
+from distributed import Client
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 from PIL import Image
@@ -51,6 +53,47 @@ def test_batched_zarr_write_round_trips(tmp_path: Path, chunk: int, batch: int |
     assert back["red"].encoding["chunks"] == (512, 512)
     assert back.rio.crs.to_epsg() == 32633
     assert back.odc.geobox == gb
+
+
+def test_zarr_write_in_a_task_on_a_real_cluster_stores_and_reports_every_tile(
+    tmp_path: Path, cluster: Any
+) -> None:
+    """On a cluster, batches are submitted ahead of the stores (two in flight): every tile is
+    still stored and reported once, whatever order the workers finish in."""
+    gb = GeoBox.from_bbox((400000, 5000000, 413000, 5011000), "EPSG:32633", resolution=10)
+    rng = np.random.default_rng(3)
+    red = rng.random(gb.shape, dtype=np.float32)
+    count = rng.integers(0, 12, gb.shape).astype(np.uint16)
+    ds = xr.Dataset(
+        {
+            "red": (("y", "x"), da.from_array(red, chunks=400)),
+            "clear_count": (("y", "x"), da.from_array(count, chunks=400)),
+        },
+        coords=xr_coords(gb),
+    )
+
+    def write_in_a_task(ds: xr.Dataset, path: Path) -> list[tuple[int, int, list[str]]]:
+        """As a step on the dask executor runs it: in a task, seceded (sent by value)."""
+        from distributed import worker_client
+
+        seen: list[tuple[int, int, list[str]]] = []
+        with worker_client():
+            write_zarr(
+                ds,
+                path,
+                tiles_per_batch=1,
+                on_tile=lambda ys, xs, b: seen.append((ys.start, xs.start, sorted(b))),
+            )
+        return seen
+
+    with Client(cluster.address, set_as_default=False) as client:
+        seen = client.submit(write_in_a_task, ds, tmp_path / "c.zarr", pure=False).result()
+    corners = [(y, x) for y in range(0, 1100, 400) for x in range(0, 1300, 400)]
+    assert sorted((y, x) for y, x, _ in seen) == corners
+    assert all(names == ["clear_count", "red"] for _, _, names in seen)
+    back = xr.open_zarr(tmp_path / "c.zarr", consolidated=True)
+    assert np.array_equal(back["red"].values, red)
+    assert np.array_equal(back["clear_count"].values, count)
 
 
 # -- analysis COG, visual COG, thumbnail -------------------------------------------------------
