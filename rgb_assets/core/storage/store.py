@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -130,15 +131,43 @@ def _create_file(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
 
+def _link_or_copy(src: str | Path, dest: str) -> None:
+    """``dest`` becomes a hard link to the finished file ``src`` when both are on one file
+    system (no byte is copied: archiving a realistic partition copied 300 MB of clips from
+    staging into the store, 1 CPU-second per worker), else a copy. Linked only when ``src``
+    has the mode a new file gets, so the store's files keep the umask's permissions."""
+    new_file_mode = 0o666 & ~mask if (mask := _umask()) is not None else None
+    if new_file_mode is not None and stat.S_IMODE(os.stat(src).st_mode) == new_file_mode:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:  # another file system, or links not allowed there
+            pass
+    # A copy gets the umask's mode, as every file the store writes (``mkstemp``'s are 0600).
+    shutil.copyfile(src, dest)
+
+
+def _umask() -> int | None:
+    """This process's umask, read without changing it (``os.umask`` would, for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return None
+
+
 def _copy_tree(src: str | Path, dest: str) -> None:
     """Copy a folder tree with umask permissions (``copytree`` would copy the staging folder's
-    0700 mode from ``mkdtemp``)."""
+    0700 mode from ``mkdtemp``); files are linked when they can be (``_link_or_copy``)."""
     src = str(src)
     for folder, _, files in os.walk(src):
         target = os.path.join(dest, os.path.relpath(folder, src))
         os.makedirs(target, exist_ok=True)
         for name in files:
-            shutil.copyfile(os.path.join(folder, name), os.path.join(target, name))
+            _link_or_copy(os.path.join(folder, name), os.path.join(target, name))
 
 
 def _check_key(key: str) -> str:
@@ -244,14 +273,15 @@ class Store:
         self.write_bytes(key, text.encode("utf-8"))
 
     def put_file(self, local: str | Path, key: str) -> None:
-        """Publish a finished local file under ``key`` (moved when both are on local disk)."""
+        """Publish a finished local file under ``key`` (linked, else copied, on local disk; the
+        caller must not change ``local`` afterwards, only delete it)."""
         path = self._path(key)
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.clean_stale(self._parent_key(key))
             tmp = f"{path}.{_temp_suffix('tmp')}"
             try:
-                shutil.copyfile(local, tmp)
+                _link_or_copy(local, tmp)
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):

@@ -43,6 +43,35 @@ def test_files_and_folders_get_the_umask_not_0600(tmp_path: Path) -> None:
     assert _mode(root / "item.json") == 0o644
 
 
+def test_finished_files_are_linked_into_the_store_not_copied(tmp_path: Path) -> None:
+    """On one file system a published file is the staged file's inode (no bytes copied), with
+    the umask's mode; a staged file of another mode is copied, so the store's mode holds."""
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "store")
+        plain, private = tmp_path / "plain.tif", tmp_path / "private.tif"
+        plain.write_bytes(b"clip")
+        private.write_bytes(b"secret-mode clip")
+        private.chmod(0o600)
+        store.put_file(plain, "raw/a.tif")
+        store.put_file(private, "raw/b.tif")
+        staging = tmp_path / "staging.zarr"
+        (staging / "red").mkdir(parents=True)
+        (staging / "red" / "0.0").write_bytes(b"chunk")
+        store.put_dir(staging, "composites/c.zarr")
+    finally:
+        os.umask(old)
+    root = tmp_path / "store"
+    assert (root / "raw/a.tif").stat().st_ino == plain.stat().st_ino
+    assert (root / "composites/c.zarr/red/0.0").stat().st_ino == (staging / "red/0.0").stat().st_ino
+    assert (root / "raw/b.tif").stat().st_ino != private.stat().st_ino
+    assert (root / "raw/b.tif").read_bytes() == b"secret-mode clip"
+    assert _mode(root / "raw/a.tif") == _mode(root / "raw/b.tif") == 0o644
+    # The staged copy can go: the store's file stays.
+    plain.unlink()
+    assert (root / "raw/a.tif").read_bytes() == b"clip"
+
+
 def test_leftovers_of_a_dead_writer_are_removed_by_the_next_write(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     store.write_text("composites/p/item.json", "{}")
