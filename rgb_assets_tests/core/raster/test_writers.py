@@ -22,6 +22,7 @@ from rio_cogeo.cogeo import cog_validate
 from rgb_assets.core.raster.writers import (
     overview_factors,
     stretch_to_byte,
+    visual_bytes,
     write_cog,
     write_thumbnail,
     write_visual,
@@ -138,7 +139,7 @@ def test_write_cog_is_a_valid_float32_cog_equal_to_the_dataset(
         assert src.block_shapes[0] == (512, 512)
         assert src.overviews(1), "no overviews"
         structure = src.tags(ns="IMAGE_STRUCTURE")
-        assert (structure["COMPRESSION"], structure["PREDICTOR"]) == ("DEFLATE", "3")
+        assert (structure["COMPRESSION"], structure["PREDICTOR"]) == ("ZSTD", "3")
         data = src.read()
     for i, name in enumerate([*BANDS, "clear_count"]):
         expected = composite[name].values.astype(np.float32)
@@ -194,6 +195,22 @@ def test_cog_overviews_are_nodata_aware_averages(tmp_path: Path):
 def test_stretch_to_byte_known_answers(refl: float, byte: int):
     assert stretch_to_byte(np.array([refl], dtype=np.float32)).tolist() == [byte]
     assert stretch_to_byte(np.array([refl])).dtype == np.uint8
+
+
+def test_visual_bytes_are_the_stretch_with_nodata_only_where_every_band_is():
+    """The in-place arithmetic equals ``stretch_to_byte`` per band, including values on the
+    half steps where rounding decides, and NaN is 1 beside a valid band, 0 when all are NaN."""
+    rng = np.random.default_rng(11)
+    rgb = rng.uniform(-0.1, 0.5, (3, 64, 300)).astype(np.float32)
+    rgb[2, 0, :254] = (np.arange(254, dtype=np.float32) + 0.5) / np.float32(254) * np.float32(0.3)
+    rgb[0, 1] = np.nan  # one band missing: 1 there, the others stretched
+    rgb[:, 2] = np.nan  # every band missing: nodata
+    got = visual_bytes(rgb)
+    expected = np.stack([stretch_to_byte(band) for band in rgb])
+    expected[0, 1] = 1
+    assert got.dtype == np.uint8
+    assert np.array_equal(got, expected)
+    assert (got[:, 2] == 0).all() and (got[:, 3:] >= 1).all()
 
 
 def test_write_visual_is_an_rgb_byte_cog_with_the_documented_stretch(
