@@ -8,6 +8,7 @@ written to a local staging folder first and published by the caller through the 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import deque
@@ -44,6 +45,8 @@ THUMBNAIL_SIZE = 512
 #: DEFLATE level of the visual COG, ZSTD level of the analysis COG (see ``_translate``).
 DEFLATE_LEVEL = 1
 ZSTD_LEVEL = 1
+#: GDAL's block cache while a product is written, in bytes (see ``_bounded_gdal_cache``).
+WRITE_CACHE_BYTES = 64 << 20
 
 Region = tuple[slice, slice]
 #: Composite pixels computed per thread and batch in ``write_zarr`` (two 1024² tiles).
@@ -269,6 +272,24 @@ def _gdal_threads() -> dict[str, str]:
     return {"GDAL_NUM_THREADS": "ALL_CPUS"}
 
 
+def _bounded_gdal_cache(write: Callable[..., None]) -> Callable[..., None]:
+    """Run ``write`` with GDAL's block cache at ``WRITE_CACHE_BYTES``.
+
+    GDAL's default cache is 5 % of the machine's memory per process (1.2 GB here): the COG
+    copy of a 4096^2 analysis image kept most of its uncompressed file in it, 690 MB peak
+    against 490 MB with 64 MiB, which was also 5-10 % faster. (The cache is process-wide: a
+    worker's other tasks run with the bound too while a product is written.)
+    """
+
+    @functools.wraps(write)
+    def bounded(*args: Any, **kwargs: Any) -> None:
+        with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES):
+            write(*args, **kwargs)
+
+    return bounded
+
+
+@_bounded_gdal_cache
 def write_cog(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
     """Analysis COG: float32 reflectance bands plus the clear count (then ``source_date`` for a
     medoid composite), NaN nodata, overviews."""
@@ -328,6 +349,7 @@ def visual_bytes(rgb: np.ndarray, vmax: float = VISUAL_MAX) -> np.ndarray:
     return out
 
 
+@_bounded_gdal_cache
 def write_visual(ds: xr.Dataset, bands: list[str], path: Path, staging: Path) -> None:
     """8-bit RGB COG for web maps with the documented linear stretch and nodata 0."""
     grid = grid_of(ds)
