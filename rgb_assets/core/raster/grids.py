@@ -9,11 +9,13 @@ resolution so every month of an AOI lands on the same pixels. AOIs never cross t
 
 from __future__ import annotations
 
+import functools
+
 from affine import Affine
 from odc.geo import xy_
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import Geometry
+from odc.geo.geom import BoundingBox, Geometry
 
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.errors import InputError
@@ -23,6 +25,13 @@ MAX_PIXELS = 40_000 * 40_000
 
 def aoi_geometry(aoi: Aoi) -> Geometry:
     return Geometry(aoi.geometry, "EPSG:4326")
+
+
+@functools.lru_cache(maxsize=4096)
+def _utm(lonlat: BoundingBox) -> CRS:
+    """``CRS.utm`` of a lon/lat bounding box, remembered: it queries PROJ's database (about
+    0.1 s), and a composite step asks twice, every run of the AOI again on long-lived workers."""
+    return CRS.utm(lonlat)
 
 
 def output_geobox(
@@ -37,7 +46,7 @@ def output_geobox(
         raise InputError("resolution", f"{resolution!r} must be a positive number of CRS units")
     geom = aoi_geometry(aoi)
     try:
-        target = CRS.utm(geom) if crs in (None, "", "utm") else CRS(crs)
+        target = _utm(geom.boundingbox) if crs in (None, "", "utm") else CRS(crs)
     except Exception as e:
         raise InputError("crs", f"{crs!r} is not a CRS pyproj understands: {e}") from None
     if target.geographic and resolution > 1:

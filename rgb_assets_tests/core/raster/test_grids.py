@@ -13,7 +13,7 @@ from shapely.geometry import box, shape
 
 from rgb_assets.core.domain.aoi import Aoi
 from rgb_assets.core.domain.errors import InputError
-from rgb_assets.core.raster.grids import MAX_PIXELS, describe, output_geobox
+from rgb_assets.core.raster.grids import MAX_PIXELS, _utm, describe, output_geobox
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -46,6 +46,18 @@ def test_default_is_the_utm_zone_snapped_to_the_resolution(aoi: Aoi):
     assert _covers(gb, aoi)
     assert output_geobox(aoi, 10, "utm") == gb
     assert output_geobox(aoi, 10, "") == gb
+
+
+def test_the_utm_zone_is_the_one_overlapping_most_and_is_looked_up_once():
+    """An AOI across the 18 E zone boundary, mostly east of it, is in zone 34; a second grid of
+    the AOI reuses the zone instead of querying PROJ's database again."""
+    geometry = json.loads(shapely.to_geojson(box(17.95, 45.0, 18.3, 45.1)))
+    feature = {"type": "Feature", "properties": {}, "geometry": geometry}
+    straddling = Aoi.create("straddling", feature)
+    assert output_geobox(straddling, 10).crs.epsg == 32634
+    hits = _utm.cache_info().hits
+    assert output_geobox(straddling, 20).crs.epsg == 32634
+    assert _utm.cache_info().hits == hits + 1
 
 
 def test_resolution_sets_the_pixel_size(aoi: Aoi):
