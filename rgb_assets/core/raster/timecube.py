@@ -140,15 +140,11 @@ def write_month(store: Store, key: str, month: Month, composite: str | None) -> 
 
 def _write_month(store: Store, key: str, month: Month, source: str | None) -> CubeUpdate:
     t = _time(month)
-    composite = None if source is None else read_composite(store, source)
     cube = open_cube(store, key)
-    if cube is None:
-        if composite is None or source is None:
+    if source is None:  # no data this month: its step goes
+        if cube is None:
             return CubeUpdate(key, "unchanged", [])
-        _write_whole(month_step(composite, month), store, key, source)
-        return CubeUpdate(key, "created", [month.key])
-    times = pd.DatetimeIndex(cube["time"].values)
-    if composite is None or source is None:
+        times = pd.DatetimeIndex(cube["time"].values)
         if t not in times:
             return CubeUpdate(key, "unchanged", _months(times))
         kept = cube.sel(time=times != t)
@@ -157,7 +153,11 @@ def _write_month(store: Store, key: str, month: Month, source: str | None) -> Cu
             return CubeUpdate(key, "removed", [])
         _write_whole(kept, store, key)
         return CubeUpdate(key, "removed", _months(kept["time"].values))
-    step = month_step(composite, month)
+    step = month_step(read_composite(store, source), month)
+    if cube is None:
+        _write_whole(step, store, key, source)
+        return CubeUpdate(key, "created", [month.key])
+    times = pd.DatetimeIndex(cube["time"].values)
     if not _same_grid(cube, step):
         raise GridMismatch(
             f"{month.key}: the composite's grid differs from the time cube {key}; "
