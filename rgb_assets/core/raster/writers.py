@@ -110,12 +110,12 @@ def write_zarr(
     inputs of many tiles ahead of their reduction, so peak memory would grow with the AOI
     instead of staying at a few tiles.
 
-    On a Dask cluster (a step on a worker), when two batches fit that budget, batch ``k + 1``
-    is submitted before batch ``k`` is gathered and stored, so the workers do not wait for this
-    thread's writes. With larger tiles (a 4096^2 AOI's 2048^2 tiles of 12 scenes are about
-    350 MB each in flight) one batch runs at a time: two in flight took a whole 4096^2 run's
-    peak RSS from about 2.7 to 3.1 GB. Elsewhere each batch is one ``dask.compute`` on the
-    active scheduler.
+    On a Dask cluster (a step on a worker), when the tiles need several batches and two fit
+    that budget, batch ``k + 1`` is submitted before batch ``k`` is gathered and stored, so the
+    workers do not wait for this thread's writes. With larger tiles (a 4096^2 AOI's 2048^2
+    tiles of 12 scenes are about 350 MB each in flight) one batch runs at a time: two in
+    flight took a whole 4096^2 run's peak RSS from about 2.7 to 3.1 GB. Elsewhere each batch
+    is one ``dask.compute`` on the active scheduler.
 
     ``on_tile`` sees every tile's blocks once, as they are stored (statistics are accumulated
     from them instead of reading the store back).
@@ -148,10 +148,18 @@ def write_zarr(
     tile_px = first.chunksize[-2] * first.chunksize[-1]
     budget = BATCH_PIXELS_PER_THREAD * _threads()
     client = _cluster_client()
-    # On a cluster, two half batches in flight when two fit the budget (the workers compute
-    # while this thread stores), else one batch at a time: never more pixels in flight.
-    depth = 2 if client is not None and budget >= 2 * tile_px else 1
-    size = tiles_per_batch or max(1, budget // (depth * tile_px))
+    tiles = math.prod(len(c) for c in first.chunks[-2:])
+    # On a cluster, when the tiles do not all fit one batch, two half batches are in flight
+    # if two fit the budget (the workers compute while this thread stores), else one batch
+    # at a time: never more pixels in flight than one full batch.
+    if tiles_per_batch:
+        size = tiles_per_batch
+        depth = 2 if client is not None and 2 * size * tile_px <= budget else 1
+    elif tiles * tile_px <= budget:
+        size, depth = tiles, 1
+    else:
+        depth = 2 if client is not None and budget >= 2 * tile_px else 1
+        size = max(1, budget // (depth * tile_px))
     pending: deque[tuple[list[Region], list[str], list[Any]]] = deque()
     try:
         for batch in _tile_batches(first.chunks[-2:], size):
