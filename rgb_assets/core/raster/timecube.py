@@ -119,7 +119,7 @@ def _write_cube(cube: xr.Dataset, store: Store, key: str, source: str | None) ->
         cube.to_zarr(target, mode="w", zarr_format=2, consolidated=True)
         return
     writes = cube.to_zarr(target, mode="w", zarr_format=2, consolidated=True, compute=False)
-    _fill_step(store, source, key, 0, writes)
+    _fill_step(store, source, key, 0, list(cube.data_vars), writes)
 
 
 def open_cube(store: Store, key: str) -> xr.Dataset | None:
@@ -170,14 +170,14 @@ def _write_month(store: Store, key: str, month: Month, source: str | None) -> Cu
             _target(store, key), region={"time": slice(i, i + 1)}, zarr_format=2,
             consolidated=True, compute=False,
         )  # fmt: skip
-        _fill_step(store, source, key, i, writes)
+        _fill_step(store, source, key, i, list(data.data_vars), writes)
         return CubeUpdate(key, "replaced", _months(times))
     if t > times.max():
         writes = data.to_zarr(
             _target(store, key), append_dim="time", zarr_format=2, consolidated=True,
             compute=False,
         )  # fmt: skip
-        _fill_step(store, source, key, len(times), writes)
+        _fill_step(store, source, key, len(times), list(data.data_vars), writes)
         return CubeUpdate(key, "appended", _months(times.append(pd.DatetimeIndex([t]))))
     merged = xr.concat([cube, step], dim="time")
     _write_whole(merged, store, key)
@@ -212,8 +212,11 @@ def _same_coding(store: Store, source: str, target: str, names: list[str]) -> bo
     return True
 
 
-def _fill_step(store: Store, source: str, target: str, index: int, writes: Any) -> None:
-    """The data of time step ``index`` (its metadata is written): the composite's encoded
+def _fill_step(
+    store: Store, source: str, target: str, index: int, variables: list[Any], writes: Any
+) -> None:
+    """The data of time step ``index`` (its metadata is written) for ``variables``, the step's
+    data variables: the composite's encoded
     chunks copied as they are when their coding is the cube's, else ``writes`` computed
     (decoded and re-encoded chunk by chunk).
 
@@ -222,7 +225,7 @@ def _fill_step(store: Store, source: str, target: str, index: int, writes: Any) 
     run after its composite). A chunk the composite does not have (all no data, never written)
     is removed from the step, as a write would leave it.
     """
-    names = [str(n) for n in read_composite(store, source).data_vars]
+    names = [str(n) for n in variables]
     if not _same_coding(store, source, target, names):
         writes.compute()
         return

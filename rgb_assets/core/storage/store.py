@@ -8,6 +8,7 @@ per PUT. Keys are ``/``-separated paths relative to the root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -159,6 +160,19 @@ def _umask() -> int | None:
     return None
 
 
+def _replace_file(path: str, fill: Callable[[str], object]) -> None:
+    """``fill`` a temporary sibling of ``path``, then rename it over ``path`` (atomic); the
+    sibling is removed when filling fails."""
+    tmp = f"{path}.{_temp_suffix('tmp')}"
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _copy_tree(src: str | Path, dest: str) -> None:
     """Copy a folder tree with umask permissions (``copytree`` would copy the staging folder's
     0700 mode from ``mkdtemp``); files are linked when they can be (``_link_or_copy``)."""
@@ -279,14 +293,7 @@ class Store:
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.clean_stale(self._parent_key(key))
-            tmp = f"{path}.{_temp_suffix('tmp')}"
-            try:
-                _link_or_copy(local, tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            _replace_file(path, functools.partial(_link_or_copy, local))
         else:
             self.fs.put_file(str(local), path)
 
@@ -302,14 +309,7 @@ class Store:
         for source, target in zip(sources, targets, strict=True):
             path = self._path(target)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{path}.{_temp_suffix('tmp')}"
-            try:
-                shutil.copyfile(self._path(source), tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            _replace_file(path, functools.partial(shutil.copyfile, self._path(source)))
 
     def put_dir(self, local: str | Path, key: str) -> None:
         """Publish a finished local folder (e.g. a Zarr store), replacing any previous one.
